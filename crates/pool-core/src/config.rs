@@ -1,0 +1,50 @@
+//! Pool configuration, with defaults like the mainstream pools.
+
+/// How the pool sizes itself and when its timers fire.
+///
+/// Every `*_ms` timer is disabled by zero. Defaults follow HikariCP and pgx:
+/// at most 10 connections, no idle floor, idle connections closed after
+/// 10 minutes, every connection retired after 30 minutes, acquires given up
+/// after 30 seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct Config {
+    /// The initial capacity: the most connections held (opening, idle or
+    /// borrowed) at once. `SetCapacity` changes it at run time.
+    pub max_size: usize,
+    /// Idle connections the pool keeps open (capped by the capacity); idle
+    /// timeouts close connections only down to this floor.
+    pub min_idle: usize,
+    /// An idle connection above `min_idle` is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// A connection is replaced (keeping its setting) after this long since
+    /// it connected: at once when idle, on return when borrowed.
+    pub max_lifetime_ms: u64,
+    /// An acquire without its own deadline is rejected after this long.
+    pub acquire_timeout_ms: u64,
+    /// An open that has not connected after this long is aborted.
+    pub connect_timeout_ms: u64,
+    /// After a failed connect, refilling `min_idle` waits this long (waiters
+    /// still get new connects at once, so a connect error reaches them).
+    pub reconnect_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_size: 10,
+            min_idle: 0,
+            idle_timeout_ms: 600_000,
+            max_lifetime_ms: 1_800_000,
+            acquire_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            reconnect_backoff_ms: 1_000,
+        }
+    }
+}
+
+/// A timer value from the config: zero means disabled.
+pub(crate) fn enabled(ms: u64) -> Option<u64> {
+    (ms > 0).then_some(ms)
+}

@@ -1,0 +1,774 @@
+//! The pool state machine: connections, waiters, timers, and the rules that
+//! move them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::config::{Config, enabled};
+use crate::error::{AcquireError, CancelError, CloseError, InputError, ReturnError};
+use crate::protocol::{AbortReason, Command, DisconnectReason, Input, RejectReason};
+use crate::stats::{Lifecycle, Stats};
+use crate::types::{ConnId, RequestId, Setting, Time};
+
+/// Where a connection is, as the pool sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ConnState {
+    /// `Open` was emitted; waiting for `Connected` or `ConnectFailed`.
+    Opening,
+    /// Connected and in the pool, free to grant.
+    Idle,
+    /// Granted to a caller.
+    Borrowed,
+}
+
+/// A sans-IO connection pool.
+///
+/// The pool is a pure state machine: it performs no IO, reads no clock, draws
+/// no randomness and spawns nothing. The shell around it (an async runtime, or
+/// the simulator) feeds it events and carries out its commands.
+///
+/// # Method groups
+///
+/// - Getters: [`stats`](Pool::stats), [`conn_state`](Pool::conn_state),
+///   [`conns`](Pool::conns), [`config`](Pool::config).
+/// - Inputs: one `handle_*` method per [`Input`] (or [`handle`](Pool::handle)
+///   for all of them), and [`handle_timeout`](Pool::handle_timeout). Each
+///   takes `now`; time never goes backwards (an earlier `now` is treated as
+///   the latest one seen).
+/// - Outputs: [`poll_command`](Pool::poll_command) and
+///   [`poll_timeout`](Pool::poll_timeout).
+///
+/// # Drain order
+///
+/// After every input, drain `poll_command` until `None` and carry the
+/// commands out in that order (a `Disconnect` that frees a slot precedes the
+/// `Open` that reuses it). Then ask `poll_timeout`, and call `handle_timeout`
+/// when that time comes, or at once if it has already passed.
+#[derive(Debug)]
+pub struct Pool {
+    config: Config,
+    capacity: usize,
+    lifecycle: Lifecycle,
+    close_deadline: Option<Time>,
+    now: Time,
+    next_conn: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Idle connections, least recently returned first.
+    idle: VecDeque<ConnId>,
+    /// Waiting acquires, oldest first.
+    waiters: VecDeque<Waiter>,
+    timers: Timers,
+    /// While set, refilling `min_idle` waits (a connect just failed).
+    backoff_until: Option<Time>,
+    commands: VecDeque<Command>,
+    counts: Counts,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Conn {
+    state: ConnState,
+    setting: Option<Setting>,
+    /// Armed while opening (connect timeout), idle (idle timeout) and from
+    /// connect to retirement (lifetime); kept here so the timer can be found.
+    connect_deadline: Option<Time>,
+    idle_deadline: Option<Time>,
+    lifetime_deadline: Option<Time>,
+    /// The lifetime passed while borrowed: retire on return.
+    expired: bool,
+    /// The transport reported it closed while borrowed: drop on return.
+    broken: bool,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    request: RequestId,
+    setting: Option<Setting>,
+    deadline: Option<Time>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    opening: usize,
+    idle: usize,
+    borrowed: usize,
+}
+
+/// What a timer is for. Timers are kept in one ordered table keyed by
+/// (deadline, timer), so the next deadline is the table's first entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Close,
+    Backoff,
+    Waiter(RequestId),
+    Connect(ConnId),
+    Idle(ConnId),
+    Lifetime(ConnId),
+}
+
+#[derive(Debug, Default)]
+struct Timers(BTreeSet<(Time, Timer)>);
+
+impl Timers {
+    fn arm(&mut self, at: Option<Time>, timer: Timer) {
+        if let Some(at) = at {
+            self.0.insert((at, timer));
+        }
+    }
+
+    fn disarm(&mut self, at: Option<Time>, timer: Timer) {
+        if let Some(at) = at {
+            self.0.remove(&(at, timer));
+        }
+    }
+
+    fn next(&self) -> Option<Time> {
+        self.0.first().map(|&(at, _)| at)
+    }
+
+    fn pop_due(&mut self, now: Time) -> Option<Timer> {
+        match self.0.first() {
+            Some(&(at, _)) if at <= now => self.0.pop_first().map(|(_, timer)| timer),
+            _ => None,
+        }
+    }
+}
+
+impl Pool {
+    /// A pool with `config`, holding nothing. If `min_idle` is set, call
+    /// [`handle_timeout`](Pool::handle_timeout) (or any input) to start
+    /// filling it.
+    pub fn new(config: Config) -> Pool {
+        let capacity = config.max_size;
+        let mut pool = Pool {
+            config,
+            capacity,
+            lifecycle: Lifecycle::Open,
+            close_deadline: None,
+            now: Time::ZERO,
+            next_conn: 0,
+            conns: BTreeMap::new(),
+            idle: VecDeque::new(),
+            waiters: VecDeque::new(),
+            timers: Timers::default(),
+            backoff_until: None,
+            commands: VecDeque::new(),
+            counts: Counts::default(),
+            stats: Stats::default(),
+        };
+        pool.serve();
+        pool
+    }
+
+    // ----- getters -----
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Gauges and counters; cheap.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            lifecycle: self.lifecycle,
+            capacity: self.capacity,
+            held: self.held(),
+            opening: self.counts.opening,
+            idle: self.counts.idle,
+            borrowed: self.counts.borrowed,
+            waiters: self.waiters.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Where `conn` is, or `None` if the pool does not hold it.
+    pub fn conn_state(&self, conn: ConnId) -> Option<ConnState> {
+        self.conns.get(&conn).map(|c| c.state)
+    }
+
+    /// Every connection the pool holds, by id.
+    pub fn conns(&self) -> impl Iterator<Item = (ConnId, ConnState)> + '_ {
+        self.conns.iter().map(|(&id, c)| (id, c.state))
+    }
+
+    // ----- inputs -----
+
+    /// Handle any input; the per-input methods below do the work.
+    pub fn handle(&mut self, now: Time, input: Input) -> Result<(), InputError> {
+        match input {
+            Input::Acquire {
+                request,
+                setting,
+                deadline,
+            } => self.handle_acquire(now, request, setting, deadline)?,
+            Input::Cancel { request } => self.handle_cancel(now, request)?,
+            Input::Release { conn } => self.handle_release(now, conn)?,
+            Input::Taint { conn } => self.handle_taint(now, conn)?,
+            Input::Detach { conn } => self.handle_detach(now, conn)?,
+            Input::Connected { conn } => self.handle_connected(now, conn),
+            Input::ConnectFailed { conn } => self.handle_connect_failed(now, conn),
+            Input::Closed { conn } => self.handle_closed(now, conn),
+            Input::SetCapacity { capacity } => self.handle_set_capacity(now, capacity),
+            Input::Close { deadline } => self.handle_close(now, deadline)?,
+        }
+        Ok(())
+    }
+
+    /// A caller wants a connection. Served at once when it can be (rule 2:
+    /// an idle connection with the wanted setting first), else it waits in
+    /// FIFO order. After `Close` it is rejected.
+    pub fn handle_acquire(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        setting: Option<Setting>,
+        deadline: Option<Time>,
+    ) -> Result<(), AcquireError> {
+        self.advance(now);
+        if self.waiters.iter().any(|w| w.request == request) {
+            return Err(AcquireError::DuplicateRequest(request));
+        }
+        if self.lifecycle != Lifecycle::Open {
+            self.reject(request, RejectReason::Closed);
+            return Ok(());
+        }
+        let deadline = deadline.or_else(|| {
+            enabled(self.config.acquire_timeout_ms).map(|ms| self.now.plus_ms(ms))
+        });
+        self.timers.arm(deadline, Timer::Waiter(request));
+        self.waiters.push_back(Waiter {
+            request,
+            setting,
+            deadline,
+        });
+        self.serve();
+        Ok(())
+    }
+
+    /// The caller gave up on a waiting request.
+    pub fn handle_cancel(&mut self, now: Time, request: RequestId) -> Result<(), CancelError> {
+        self.advance(now);
+        let waiter = self
+            .remove_waiter(request)
+            .ok_or(CancelError::NotWaiting(request))?;
+        self.timers.disarm(waiter.deadline, Timer::Waiter(request));
+        self.stats.cancelled += 1;
+        Ok(())
+    }
+
+    /// A borrowed connection comes back healthy. It is retired if it broke,
+    /// expired, or the pool is closing; disconnected if the pool is over
+    /// capacity (rule 5); else it serves the next waiter or goes idle.
+    pub fn handle_release(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
+        self.advance(now);
+        self.check_borrowed(conn)?;
+        let c = &self.conns[&conn];
+        let (broken, expired, setting) = (
+            c.broken,
+            c.expired || c.lifetime_deadline.is_some_and(|at| at <= self.now),
+            c.setting,
+        );
+        if broken {
+            // The transport already closed it: nothing to disconnect.
+            self.forget(conn);
+        } else if expired {
+            self.disconnect(conn, DisconnectReason::Lifetime);
+            self.reopen(conn, setting);
+        } else if self.lifecycle != Lifecycle::Open {
+            self.disconnect(conn, DisconnectReason::Closing);
+        } else if self.held() > self.capacity {
+            self.disconnect(conn, DisconnectReason::OverCapacity);
+        } else {
+            self.make_idle(conn);
+        }
+        self.after_slot_change();
+        Ok(())
+    }
+
+    /// A borrowed connection comes back broken: it is disconnected, and a
+    /// waiter that needs a replacement gets one (rule 9).
+    pub fn handle_taint(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
+        self.advance(now);
+        self.check_borrowed(conn)?;
+        self.stats.tainted += 1;
+        if self.conns[&conn].broken {
+            self.forget(conn);
+        } else {
+            self.disconnect(conn, DisconnectReason::Tainted);
+        }
+        self.after_slot_change();
+        Ok(())
+    }
+
+    /// A borrowed connection leaves the pool for good; its slot is free at
+    /// once and exactly once (rule 8).
+    pub fn handle_detach(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
+        self.advance(now);
+        self.check_borrowed(conn)?;
+        self.stats.detached += 1;
+        self.forget(conn);
+        self.after_slot_change();
+        Ok(())
+    }
+
+    /// A connect finished. Only a connection that is opening moves on; a late
+    /// `Connected` for one the pool already let go of (Bun's deferred
+    /// callback after a synchronous close) is stale: it changes nothing but
+    /// a `Disconnect`, so whatever the transport holds is not leaked.
+    pub fn handle_connected(&mut self, now: Time, conn: ConnId) {
+        self.advance(now);
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.state == ConnState::Opening => {
+                self.timers.disarm(c.connect_deadline, Timer::Connect(conn));
+                c.connect_deadline = None;
+                c.lifetime_deadline =
+                    enabled(self.config.max_lifetime_ms).map(|ms| self.now.plus_ms(ms));
+                self.timers.arm(c.lifetime_deadline, Timer::Lifetime(conn));
+                self.stats.connected += 1;
+                self.end_backoff();
+                if self.lifecycle == Lifecycle::Open {
+                    self.make_idle(conn);
+                } else {
+                    self.disconnect(conn, DisconnectReason::Closing);
+                }
+                self.after_slot_change();
+            }
+            Some(_) => self.stats.stale_events += 1,
+            None if conn.0 < self.next_conn => {
+                self.stats.stale_events += 1;
+                self.emit(Command::Disconnect {
+                    conn,
+                    reason: DisconnectReason::Stale,
+                });
+                self.stats.disconnected += 1;
+            }
+            None => self.stats.unknown_events += 1,
+        }
+    }
+
+    /// A connect failed. The oldest waiter hears of it at once (rule 3) and
+    /// refilling `min_idle` backs off.
+    pub fn handle_connect_failed(&mut self, now: Time, conn: ConnId) {
+        self.advance(now);
+        match self.conn_state(conn) {
+            Some(ConnState::Opening) => {
+                self.forget(conn);
+                self.connect_failed();
+            }
+            Some(_) => self.stats.stale_events += 1,
+            None => self.count_ignored(conn),
+        }
+    }
+
+    /// The transport or the server closed a connection. An opening one failed
+    /// its handshake; an idle one is dropped (and replaced if the floor or a
+    /// waiter needs it); a borrowed one is marked broken and dropped when it
+    /// comes back.
+    pub fn handle_closed(&mut self, now: Time, conn: ConnId) {
+        self.advance(now);
+        match self.conns.get_mut(&conn) {
+            Some(c) => match c.state {
+                ConnState::Opening => {
+                    self.forget(conn);
+                    self.connect_failed();
+                }
+                ConnState::Idle => {
+                    self.stats.closed_by_server += 1;
+                    self.forget(conn);
+                    self.after_slot_change();
+                }
+                ConnState::Borrowed if c.broken => self.stats.stale_events += 1,
+                ConnState::Borrowed => {
+                    self.stats.closed_by_server += 1;
+                    c.broken = true;
+                }
+            },
+            None => self.count_ignored(conn),
+        }
+    }
+
+    /// Grow or shrink the pool. Growth serves waiters at once; a shrink closes
+    /// idle connections and aborts connects until the pool fits, and borrowed
+    /// connections are disconnected as they come back. Ignored after `Close`.
+    pub fn handle_set_capacity(&mut self, now: Time, capacity: usize) {
+        self.advance(now);
+        if self.lifecycle != Lifecycle::Open {
+            return;
+        }
+        self.capacity = capacity;
+        self.serve();
+    }
+
+    /// Close the pool (rule 6): reject every waiter, abort every connect and
+    /// disconnect every idle connection now; disconnect borrowed connections
+    /// as they come back; complete when nothing is held or at `deadline`.
+    pub fn handle_close(&mut self, now: Time, deadline: Option<Time>) -> Result<(), CloseError> {
+        self.advance(now);
+        if self.lifecycle != Lifecycle::Open {
+            return Err(CloseError::AlreadyClosing);
+        }
+        self.lifecycle = Lifecycle::Closing;
+        self.close_deadline = deadline;
+        self.timers.arm(deadline, Timer::Close);
+        while let Some(w) = self.waiters.pop_front() {
+            self.timers.disarm(w.deadline, Timer::Waiter(w.request));
+            self.reject(w.request, RejectReason::Closed);
+        }
+        let opening: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == ConnState::Opening)
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in opening {
+            self.abort(conn, AbortReason::Closing);
+        }
+        while let Some(conn) = self.idle.front().copied() {
+            self.disconnect(conn, DisconnectReason::Closing);
+        }
+        self.end_backoff();
+        self.maybe_complete_close();
+        Ok(())
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.advance(now);
+        while let Some(timer) = self.timers.pop_due(self.now) {
+            self.fire(timer);
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next command for the shell, in decision order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When the pool next wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    // ----- the rules -----
+
+    fn advance(&mut self, now: Time) {
+        self.now = self.now.max(now);
+    }
+
+    fn held(&self) -> usize {
+        self.counts.opening + self.counts.idle + self.counts.borrowed
+    }
+
+    fn emit(&mut self, command: Command) {
+        self.commands.push_back(command);
+    }
+
+    /// Serve waiters, keep the idle floor, and fit the capacity. Every event
+    /// that frees a slot or yields a connection ends here (rule 3).
+    fn serve(&mut self) {
+        if self.lifecycle != Lifecycle::Open {
+            return;
+        }
+        if self.held() > self.capacity {
+            self.shrink();
+            return;
+        }
+        // An idle connection with the wanted setting first, FIFO over waiters.
+        let mut i = 0;
+        while i < self.waiters.len() && !self.idle.is_empty() {
+            let want = self.waiters[i].setting;
+            let found = self
+                .idle
+                .iter()
+                .rposition(|id| self.conns[id].setting == want);
+            match found {
+                Some(pos) => {
+                    let conn = self.idle.remove(pos).expect("position is in range");
+                    let waiter = self.waiters.remove(i).expect("index is in range");
+                    self.grant(waiter, conn);
+                }
+                None => i += 1,
+            }
+        }
+        // Then any idle connection, its setting re-applied: reusing beats
+        // making a waiter sleep through a connect.
+        while !self.idle.is_empty() && !self.waiters.is_empty() {
+            let conn = self.idle.pop_back().expect("not empty");
+            let waiter = self.waiters.pop_front().expect("not empty");
+            self.grant(waiter, conn);
+        }
+        // Then connects: one per waiter not yet covered by a connect in
+        // flight, and enough to keep the idle floor.
+        let floor = match self.backoff_until {
+            Some(_) => 0,
+            None => self
+                .config
+                .min_idle
+                .min(self.capacity)
+                .saturating_sub(self.counts.idle),
+        };
+        let wanted = self.waiters.len().max(floor);
+        while self.counts.opening < wanted && self.held() < self.capacity {
+            let setting = self.waiters.get(self.counts.opening).and_then(|w| w.setting);
+            self.open(setting, None);
+        }
+    }
+
+    /// Over capacity: close idle connections (oldest first), then abort
+    /// connects (newest first), until the pool fits or only borrowed
+    /// connections are left.
+    fn shrink(&mut self) {
+        while self.held() > self.capacity {
+            if let Some(conn) = self.idle.front().copied() {
+                self.disconnect(conn, DisconnectReason::OverCapacity);
+            } else if let Some(conn) = self.newest_opening() {
+                self.abort(conn, AbortReason::OverCapacity);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn newest_opening(&self) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .rev()
+            .find(|(_, c)| c.state == ConnState::Opening)
+            .map(|(&id, _)| id)
+    }
+
+    /// A slot was freed or a connection became available.
+    fn after_slot_change(&mut self) {
+        match self.lifecycle {
+            Lifecycle::Open => self.serve(),
+            Lifecycle::Closing => self.maybe_complete_close(),
+            Lifecycle::Closed => {}
+        }
+    }
+
+    fn connect_failed(&mut self) {
+        self.stats.connect_failures += 1;
+        if let Some(w) = self.waiters.pop_front() {
+            self.timers.disarm(w.deadline, Timer::Waiter(w.request));
+            self.reject(w.request, RejectReason::ConnectFailed);
+        }
+        if let Some(ms) = enabled(self.config.reconnect_backoff_ms)
+            && self.backoff_until.is_none()
+            && self.lifecycle == Lifecycle::Open
+        {
+            let until = self.now.plus_ms(ms);
+            self.backoff_until = Some(until);
+            self.timers.arm(Some(until), Timer::Backoff);
+        }
+        self.after_slot_change();
+    }
+
+    /// Replace a retired connection with one that keeps its setting, if the
+    /// pool is open and has room.
+    fn reopen(&mut self, old: ConnId, setting: Option<Setting>) {
+        if self.lifecycle == Lifecycle::Open && self.held() < self.capacity {
+            self.stats.reopened += 1;
+            self.open(setting, Some(old));
+        }
+    }
+
+    fn open(&mut self, setting: Option<Setting>, replaces: Option<ConnId>) {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let connect_deadline = enabled(self.config.connect_timeout_ms).map(|ms| self.now.plus_ms(ms));
+        self.timers.arm(connect_deadline, Timer::Connect(conn));
+        self.conns.insert(
+            conn,
+            Conn {
+                state: ConnState::Opening,
+                setting,
+                connect_deadline,
+                idle_deadline: None,
+                lifetime_deadline: None,
+                expired: false,
+                broken: false,
+            },
+        );
+        self.counts.opening += 1;
+        self.stats.opened += 1;
+        self.emit(Command::Open {
+            conn,
+            setting,
+            replaces,
+        });
+    }
+
+    fn grant(&mut self, waiter: Waiter, conn: ConnId) {
+        self.timers
+            .disarm(waiter.deadline, Timer::Waiter(waiter.request));
+        let c = self.conns.get_mut(&conn).expect("granted conn is held");
+        debug_assert_eq!(c.state, ConnState::Idle);
+        self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
+        c.idle_deadline = None;
+        c.state = ConnState::Borrowed;
+        let apply_setting = c.setting != waiter.setting;
+        c.setting = waiter.setting;
+        self.counts.idle -= 1;
+        self.counts.borrowed += 1;
+        self.stats.granted += 1;
+        self.emit(Command::Grant {
+            request: waiter.request,
+            conn,
+            setting: waiter.setting,
+            apply_setting,
+        });
+    }
+
+    fn reject(&mut self, request: RequestId, reason: RejectReason) {
+        self.stats.rejected += 1;
+        if reason == RejectReason::Timeout {
+            self.stats.timed_out += 1;
+        }
+        self.emit(Command::Reject { request, reason });
+    }
+
+    /// A just connected or returned connection becomes idle.
+    fn make_idle(&mut self, conn: ConnId) {
+        let c = self.conns.get_mut(&conn).expect("conn is held");
+        match c.state {
+            ConnState::Opening => self.counts.opening -= 1,
+            ConnState::Borrowed => self.counts.borrowed -= 1,
+            ConnState::Idle => return,
+        }
+        c.state = ConnState::Idle;
+        c.idle_deadline = enabled(self.config.idle_timeout_ms).map(|ms| self.now.plus_ms(ms));
+        self.timers.arm(c.idle_deadline, Timer::Idle(conn));
+        self.counts.idle += 1;
+        self.idle.push_back(conn);
+    }
+
+    fn end_backoff(&mut self) {
+        self.timers.disarm(self.backoff_until.take(), Timer::Backoff);
+    }
+
+    fn disconnect(&mut self, conn: ConnId, reason: DisconnectReason) {
+        self.forget(conn);
+        self.stats.disconnected += 1;
+        self.emit(Command::Disconnect { conn, reason });
+    }
+
+    fn abort(&mut self, conn: ConnId, reason: AbortReason) {
+        self.forget(conn);
+        self.stats.aborted += 1;
+        self.emit(Command::Abort { conn, reason });
+    }
+
+    /// Drop a connection from every table; its slot is free.
+    fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.timers.disarm(c.connect_deadline, Timer::Connect(conn));
+        self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
+        self.timers.disarm(c.lifetime_deadline, Timer::Lifetime(conn));
+        match c.state {
+            ConnState::Opening => self.counts.opening -= 1,
+            ConnState::Idle => {
+                self.counts.idle -= 1;
+                if let Some(pos) = self.idle.iter().position(|&id| id == conn) {
+                    self.idle.remove(pos);
+                }
+            }
+            ConnState::Borrowed => self.counts.borrowed -= 1,
+        }
+    }
+
+    fn maybe_complete_close(&mut self) {
+        if self.lifecycle == Lifecycle::Closing && self.held() == 0 {
+            self.complete_close();
+        }
+    }
+
+    fn complete_close(&mut self) {
+        self.timers.disarm(self.close_deadline, Timer::Close);
+        self.lifecycle = Lifecycle::Closed;
+        self.emit(Command::CloseComplete {
+            leaked: self.counts.borrowed,
+        });
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::Close => {
+                if self.lifecycle == Lifecycle::Closing {
+                    self.complete_close();
+                }
+            }
+            Timer::Backoff => {
+                self.backoff_until = None;
+                self.serve();
+            }
+            Timer::Waiter(request) => {
+                if self.remove_waiter(request).is_some() {
+                    self.reject(request, RejectReason::Timeout);
+                }
+            }
+            Timer::Connect(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.connect_deadline = None;
+                    self.abort(conn, AbortReason::ConnectTimeout);
+                    self.connect_failed();
+                }
+            }
+            Timer::Idle(conn) => {
+                let floor = self.config.min_idle.min(self.capacity);
+                let above_floor = self.counts.idle > floor;
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.idle_deadline = None;
+                if above_floor {
+                    self.disconnect(conn, DisconnectReason::IdleTimeout);
+                } else {
+                    // Part of the floor: look again after another period.
+                    c.idle_deadline =
+                        enabled(self.config.idle_timeout_ms).map(|ms| self.now.plus_ms(ms));
+                    self.timers.arm(c.idle_deadline, Timer::Idle(conn));
+                }
+            }
+            Timer::Lifetime(conn) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.lifetime_deadline = None;
+                match c.state {
+                    // A borrowed connection is never disconnected by a timer.
+                    ConnState::Borrowed => c.expired = true,
+                    ConnState::Idle => {
+                        let setting = c.setting;
+                        self.disconnect(conn, DisconnectReason::Lifetime);
+                        self.reopen(conn, setting);
+                        self.serve();
+                    }
+                    ConnState::Opening => {}
+                }
+            }
+        }
+    }
+
+    fn check_borrowed(&self, conn: ConnId) -> Result<(), ReturnError> {
+        match self.conn_state(conn) {
+            Some(ConnState::Borrowed) => Ok(()),
+            state => Err(ReturnError::NotBorrowed { conn, state }),
+        }
+    }
+
+    fn remove_waiter(&mut self, request: RequestId) -> Option<Waiter> {
+        let pos = self.waiters.iter().position(|w| w.request == request)?;
+        self.waiters.remove(pos)
+    }
+
+    fn count_ignored(&mut self, conn: ConnId) {
+        if conn.0 < self.next_conn {
+            self.stats.stale_events += 1;
+        } else {
+            self.stats.unknown_events += 1;
+        }
+    }
+}

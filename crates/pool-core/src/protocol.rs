@@ -1,0 +1,109 @@
+//! The pool's vocabulary: the inputs it handles and the commands it emits.
+
+use crate::types::{ConnId, RequestId, Setting, Time};
+
+/// An event for the pool: from the caller (acquire, return, control) or from
+/// the transport (a connect finished, a connection closed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Input {
+    /// A caller wants a connection with `setting`; it is answered by `Grant`
+    /// or `Reject`. Without a deadline the config's acquire timeout applies.
+    Acquire {
+        request: RequestId,
+        setting: Option<Setting>,
+        deadline: Option<Time>,
+    },
+    /// The caller gave up on a waiting request; nothing is emitted for it.
+    Cancel { request: RequestId },
+    /// A borrowed connection comes back healthy.
+    Release { conn: ConnId },
+    /// A borrowed connection comes back broken: the pool disconnects it.
+    Taint { conn: ConnId },
+    /// A borrowed connection leaves the pool for good (pgx's `Hijack`): its
+    /// slot is freed now, the caller closes it.
+    Detach { conn: ConnId },
+    /// An `Open` finished its handshake.
+    Connected { conn: ConnId },
+    /// An `Open` failed.
+    ConnectFailed { conn: ConnId },
+    /// The transport or the server closed a connection.
+    Closed { conn: ConnId },
+    /// Grow or shrink the pool.
+    SetCapacity { capacity: usize },
+    /// Close the pool; it reports `CloseComplete` when nothing is held or at
+    /// the deadline, whichever comes first.
+    Close { deadline: Option<Time> },
+}
+
+/// Work for the shell, drained with `Pool::poll_command` in the order the
+/// pool decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Command {
+    /// Start connecting `conn`, with `setting` applied. `replaces` names the
+    /// connection this one stands in for when it is a reopen.
+    Open {
+        conn: ConnId,
+        setting: Option<Setting>,
+        replaces: Option<ConnId>,
+    },
+    /// Cancel the in-flight connect of `conn`; close it if it did connect.
+    Abort { conn: ConnId, reason: AbortReason },
+    /// Close the live connection `conn`.
+    Disconnect {
+        conn: ConnId,
+        reason: DisconnectReason,
+    },
+    /// Hand `conn` to `request`. When `apply_setting` is set the shell first
+    /// applies `setting` (`None`: resets the session to a clean state).
+    Grant {
+        request: RequestId,
+        conn: ConnId,
+        setting: Option<Setting>,
+        apply_setting: bool,
+    },
+    /// `request` will not get a connection.
+    Reject {
+        request: RequestId,
+        reason: RejectReason,
+    },
+    /// Close finished; `leaked` connections were still borrowed at the
+    /// deadline (they are disconnected when they come back).
+    CloseComplete { leaked: usize },
+}
+
+/// Why an acquire was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum RejectReason {
+    /// Its deadline passed.
+    Timeout,
+    /// A connect failed or timed out while it was the oldest waiter.
+    ConnectFailed,
+    /// The pool is closing or closed.
+    Closed,
+}
+
+/// Why a connect was aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum AbortReason {
+    ConnectTimeout,
+    OverCapacity,
+    Closing,
+}
+
+/// Why a connection was disconnected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum DisconnectReason {
+    IdleTimeout,
+    Lifetime,
+    Tainted,
+    OverCapacity,
+    Closing,
+    /// A `Connected` for a connection the pool no longer wants (aborted, or
+    /// already reported closed): whatever the transport holds is closed.
+    Stale,
+}
