@@ -135,9 +135,8 @@ impl Timers {
 }
 
 impl Pool {
-    /// A pool with `config`, holding nothing. If `min_idle` is set, call
-    /// [`handle_timeout`](Pool::handle_timeout) (or any input) to start
-    /// filling it.
+    /// A pool with `config`. If `min_idle` is set, its first `Open`s are
+    /// already queued: drain [`poll_command`](Pool::poll_command).
     pub fn new(config: Config) -> Pool {
         let capacity = config.max_size;
         let mut pool = Pool {
@@ -223,17 +222,18 @@ impl Pool {
         setting: Option<Setting>,
         deadline: Option<Time>,
     ) -> Result<(), AcquireError> {
-        self.advance(now);
+        // Validate before taking `now` in: a refused input changes nothing,
+        // not even the pool's clock (rule 10).
         if self.waiters.iter().any(|w| w.request == request) {
             return Err(AcquireError::DuplicateRequest(request));
         }
+        self.advance(now);
         if self.lifecycle != Lifecycle::Open {
             self.reject(request, RejectReason::Closed);
             return Ok(());
         }
-        let deadline = deadline.or_else(|| {
-            enabled(self.config.acquire_timeout_ms).map(|ms| self.now.plus_ms(ms))
-        });
+        let deadline = deadline
+            .or_else(|| enabled(self.config.acquire_timeout_ms).map(|ms| self.now.plus_ms(ms)));
         self.timers.arm(deadline, Timer::Waiter(request));
         self.waiters.push_back(Waiter {
             request,
@@ -246,10 +246,11 @@ impl Pool {
 
     /// The caller gave up on a waiting request.
     pub fn handle_cancel(&mut self, now: Time, request: RequestId) -> Result<(), CancelError> {
-        self.advance(now);
+        // Refused before `now` is taken in (rule 10).
         let waiter = self
             .remove_waiter(request)
             .ok_or(CancelError::NotWaiting(request))?;
+        self.advance(now);
         self.timers.disarm(waiter.deadline, Timer::Waiter(request));
         self.stats.cancelled += 1;
         Ok(())
@@ -259,8 +260,9 @@ impl Pool {
     /// expired, or the pool is closing; disconnected if the pool is over
     /// capacity (rule 5); else it serves the next waiter or goes idle.
     pub fn handle_release(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
-        self.advance(now);
+        // Refused before `now` is taken in (rule 10).
         self.check_borrowed(conn)?;
+        self.advance(now);
         let c = &self.conns[&conn];
         let (broken, expired, setting) = (
             c.broken,
@@ -287,8 +289,9 @@ impl Pool {
     /// A borrowed connection comes back broken: it is disconnected, and a
     /// waiter that needs a replacement gets one (rule 9).
     pub fn handle_taint(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
-        self.advance(now);
+        // Refused before `now` is taken in (rule 10).
         self.check_borrowed(conn)?;
+        self.advance(now);
         self.stats.tainted += 1;
         if self.conns[&conn].broken {
             self.forget(conn);
@@ -302,8 +305,9 @@ impl Pool {
     /// A borrowed connection leaves the pool for good; its slot is free at
     /// once and exactly once (rule 8).
     pub fn handle_detach(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
-        self.advance(now);
+        // Refused before `now` is taken in (rule 10).
         self.check_borrowed(conn)?;
+        self.advance(now);
         self.stats.detached += 1;
         self.forget(conn);
         self.after_slot_change();
@@ -312,8 +316,9 @@ impl Pool {
 
     /// A connect finished. Only a connection that is opening moves on; a late
     /// `Connected` for one the pool already let go of (Bun's deferred
-    /// callback after a synchronous close) is stale: it changes nothing but
-    /// a `Disconnect`, so whatever the transport holds is not leaked.
+    /// callback after a synchronous close, or a connect that was aborted) is
+    /// stale: it is counted and changes nothing. (After `Abort` the shell
+    /// owns closing whatever the connect produced.)
     pub fn handle_connected(&mut self, now: Time, conn: ConnId) {
         self.advance(now);
         match self.conns.get_mut(&conn) {
@@ -333,15 +338,7 @@ impl Pool {
                 self.after_slot_change();
             }
             Some(_) => self.stats.stale_events += 1,
-            None if conn.0 < self.next_conn => {
-                self.stats.stale_events += 1;
-                self.emit(Command::Disconnect {
-                    conn,
-                    reason: DisconnectReason::Stale,
-                });
-                self.stats.disconnected += 1;
-            }
-            None => self.stats.unknown_events += 1,
+            None => self.count_ignored(conn),
         }
     }
 
@@ -402,10 +399,11 @@ impl Pool {
     /// disconnect every idle connection now; disconnect borrowed connections
     /// as they come back; complete when nothing is held or at `deadline`.
     pub fn handle_close(&mut self, now: Time, deadline: Option<Time>) -> Result<(), CloseError> {
-        self.advance(now);
+        // Refused before `now` is taken in (rule 10).
         if self.lifecycle != Lifecycle::Open {
             return Err(CloseError::AlreadyClosing);
         }
+        self.advance(now);
         self.lifecycle = Lifecycle::Closing;
         self.close_deadline = deadline;
         self.timers.arm(deadline, Timer::Close);
@@ -474,27 +472,20 @@ impl Pool {
             self.shrink();
             return;
         }
-        // An idle connection with the wanted setting first, FIFO over waiters.
-        let mut i = 0;
-        while i < self.waiters.len() && !self.idle.is_empty() {
-            let want = self.waiters[i].setting;
-            let found = self
+        // Strictly FIFO over waiters (rule 2): the oldest waiter takes the
+        // most recently returned idle connection with its setting, else any
+        // idle connection, its setting re-applied (reusing beats making a
+        // waiter sleep through a connect). Matching settings across waiters
+        // first would let younger waiters whose setting matches overtake an
+        // older one forever (it sleeps while it could be served, rule 3).
+        while !self.idle.is_empty() && !self.waiters.is_empty() {
+            let want = self.waiters[0].setting;
+            let pos = self
                 .idle
                 .iter()
-                .rposition(|id| self.conns[id].setting == want);
-            match found {
-                Some(pos) => {
-                    let conn = self.idle.remove(pos).expect("position is in range");
-                    let waiter = self.waiters.remove(i).expect("index is in range");
-                    self.grant(waiter, conn);
-                }
-                None => i += 1,
-            }
-        }
-        // Then any idle connection, its setting re-applied: reusing beats
-        // making a waiter sleep through a connect.
-        while !self.idle.is_empty() && !self.waiters.is_empty() {
-            let conn = self.idle.pop_back().expect("not empty");
+                .rposition(|id| self.conns[id].setting == want)
+                .unwrap_or(self.idle.len() - 1);
+            let conn = self.idle.remove(pos).expect("position is in range");
             let waiter = self.waiters.pop_front().expect("not empty");
             self.grant(waiter, conn);
         }
@@ -510,7 +501,10 @@ impl Pool {
         };
         let wanted = self.waiters.len().max(floor);
         while self.counts.opening < wanted && self.held() < self.capacity {
-            let setting = self.waiters.get(self.counts.opening).and_then(|w| w.setting);
+            let setting = self
+                .waiters
+                .get(self.counts.opening)
+                .and_then(|w| w.setting);
             self.open(setting, None);
         }
     }
@@ -564,10 +558,20 @@ impl Pool {
         self.after_slot_change();
     }
 
-    /// Replace a retired connection with one that keeps its setting, if the
-    /// pool is open and has room.
+    /// Replace a connection retired at its max lifetime with one that keeps
+    /// its setting, when the pool is open and the idle floor needs it.
+    ///
+    /// Only the floor is refilled: reopening every retired connection would
+    /// keep an idle pool at its high-water mark forever whenever
+    /// `max_lifetime_ms < idle_timeout_ms` (a fresh connection never gets old
+    /// enough to idle out), which is the footprint leak of seed 004. Waiters
+    /// are served by `serve`, with their own settings.
     fn reopen(&mut self, old: ConnId, setting: Option<Setting>) {
-        if self.lifecycle == Lifecycle::Open && self.held() < self.capacity {
+        let floor = self.config.min_idle.min(self.capacity);
+        if self.lifecycle == Lifecycle::Open
+            && self.held() < self.capacity
+            && self.counts.idle + self.counts.opening < floor
+        {
             self.stats.reopened += 1;
             self.open(setting, Some(old));
         }
@@ -576,7 +580,8 @@ impl Pool {
     fn open(&mut self, setting: Option<Setting>, replaces: Option<ConnId>) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        let connect_deadline = enabled(self.config.connect_timeout_ms).map(|ms| self.now.plus_ms(ms));
+        let connect_deadline =
+            enabled(self.config.connect_timeout_ms).map(|ms| self.now.plus_ms(ms));
         self.timers.arm(connect_deadline, Timer::Connect(conn));
         self.conns.insert(
             conn,
@@ -644,7 +649,8 @@ impl Pool {
     }
 
     fn end_backoff(&mut self) {
-        self.timers.disarm(self.backoff_until.take(), Timer::Backoff);
+        self.timers
+            .disarm(self.backoff_until.take(), Timer::Backoff);
     }
 
     fn disconnect(&mut self, conn: ConnId, reason: DisconnectReason) {
@@ -666,7 +672,8 @@ impl Pool {
         };
         self.timers.disarm(c.connect_deadline, Timer::Connect(conn));
         self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
-        self.timers.disarm(c.lifetime_deadline, Timer::Lifetime(conn));
+        self.timers
+            .disarm(c.lifetime_deadline, Timer::Lifetime(conn));
         match c.state {
             ConnState::Opening => self.counts.opening -= 1,
             ConnState::Idle => {

@@ -1,5 +1,7 @@
 //! The pool's vocabulary: the inputs it handles and the commands it emits.
 
+use std::fmt;
+
 use crate::types::{ConnId, RequestId, Setting, Time};
 
 /// An event for the pool: from the caller (acquire, return, control) or from
@@ -103,7 +105,77 @@ pub enum DisconnectReason {
     Tainted,
     OverCapacity,
     Closing,
-    /// A `Connected` for a connection the pool no longer wants (aborted, or
-    /// already reported closed): whatever the transport holds is closed.
-    Stale,
+}
+
+// One-line renderings for traces and logs: `grant r7 c3 s1 apply`.
+
+struct Opt<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Acquire {
+                request,
+                setting,
+                deadline,
+            } => write!(
+                f,
+                "acquire {request} setting={} deadline={}",
+                Opt(*setting),
+                Opt(*deadline)
+            ),
+            Input::Cancel { request } => write!(f, "cancel {request}"),
+            Input::Release { conn } => write!(f, "release {conn}"),
+            Input::Taint { conn } => write!(f, "taint {conn}"),
+            Input::Detach { conn } => write!(f, "detach {conn}"),
+            Input::Connected { conn } => write!(f, "connected {conn}"),
+            Input::ConnectFailed { conn } => write!(f, "connect-failed {conn}"),
+            Input::Closed { conn } => write!(f, "closed {conn}"),
+            Input::SetCapacity { capacity } => write!(f, "set-capacity {capacity}"),
+            Input::Close { deadline } => write!(f, "close deadline={}", Opt(*deadline)),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Open {
+                conn,
+                setting,
+                replaces,
+            } => {
+                write!(f, "open {conn} setting={}", Opt(*setting))?;
+                match replaces {
+                    Some(old) => write!(f, " replaces={old}"),
+                    None => Ok(()),
+                }
+            }
+            Command::Abort { conn, reason } => write!(f, "abort {conn} ({reason:?})"),
+            Command::Disconnect { conn, reason } => write!(f, "disconnect {conn} ({reason:?})"),
+            Command::Grant {
+                request,
+                conn,
+                setting,
+                apply_setting,
+            } => {
+                write!(f, "grant {request} {conn} setting={}", Opt(*setting))?;
+                if *apply_setting {
+                    f.write_str(" (apply)")?;
+                }
+                Ok(())
+            }
+            Command::Reject { request, reason } => write!(f, "reject {request} ({reason:?})"),
+            Command::CloseComplete { leaked } => write!(f, "close-complete leaked={leaked}"),
+        }
+    }
 }

@@ -46,7 +46,8 @@ pub struct Stats {
     pub timed_out: u64,
     pub cancelled: u64,
     pub tainted: u64,
-    /// Idle connections replaced at their max lifetime.
+    /// Connections replaced (setting kept) at their max lifetime, to keep
+    /// the idle floor.
     pub reopened: u64,
     /// Transport events for a connection not in the matching state (a late
     /// `Connected` after `Closed`, a second `Closed`, ...), ignored.
