@@ -1,1 +1,55 @@
-fn main() {}
+//! The project's commands, run as `cargo xtask <command>`.
+//!
+//! One small binary in the style of rust-analyzer's xtask: it runs the
+//! simulator in-process (pool-sim is built optimised even in the dev
+//! profile) and drives cargo for everything else.
+
+mod ci;
+mod print;
+mod replay;
+mod sim;
+mod sweep;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Deterministic simulation of connection pools: run a seed, sweep seeds,
+/// replay scenarios, run CI.
+///
+/// Exit codes: 0 pass; 1 bad input (a scenario file, a failed CI stage);
+/// 2 usage error; 3 a safety invariant broke; 4 a liveness invariant broke;
+/// 5 the pool or the simulator panicked.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Sim(sim::Args),
+    Sweep(sweep::Args),
+    Replay(replay::Args),
+    Ci(ci::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Sim(args) => sim::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Ci(args) => ci::run(args),
+    };
+    ExitCode::from(code as u8)
+}
+
+/// The project root (the workspace), so commands work from any directory.
+fn project_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
+}

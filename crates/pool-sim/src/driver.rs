@@ -1,0 +1,533 @@
+//! Drivers choose the world's next step: the seeded swarm generator, a
+//! scenario's script, and the healed autopilot of the liveness phase.
+
+use std::collections::BTreeMap;
+
+use pool_core::{ConnId, RequestId, Time};
+
+use crate::pool::SimPool;
+use crate::swarm::{Rng, Swarm};
+use crate::transition::{Step, Transition};
+use crate::world::{ClientState, Notice, Session, View, World};
+
+/// Chooses steps. A driver may read the world (and take its notices), but
+/// changes it only through the steps it returns.
+pub trait Driver<P: SimPool> {
+    /// The next step, or `None` when this driver is done.
+    fn next(&mut self, world: &mut World<P>) -> Option<Step>;
+}
+
+/// Replays a fixed list of steps (a scenario file, a shrink candidate).
+#[derive(Debug)]
+pub struct Script<'a> {
+    steps: std::slice::Iter<'a, Step>,
+}
+
+impl<'a> Script<'a> {
+    pub fn new(steps: &'a [Step]) -> Script<'a> {
+        Script {
+            steps: steps.iter(),
+        }
+    }
+}
+
+impl<P: SimPool> Driver<P> for Script<'_> {
+    fn next(&mut self, _world: &mut World<P>) -> Option<Step> {
+        self.steps.next().cloned()
+    }
+}
+
+/// The seeded generator of the safety phase. It keeps an agenda of planned
+/// events (a connect's answer after its latency, a client's release after
+/// its hold, periodic faults) and turns the earliest into a transition,
+/// naming entities by their index among the current candidates.
+#[derive(Debug)]
+pub struct Generator {
+    swarm: Swarm,
+    rng: Rng,
+    events: u64,
+    emitted: u64,
+    agenda: BTreeMap<(Time, u64, u64), Plan>,
+    planned: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// A client's next move, decided by its state when it comes.
+    Client(u32),
+    CancelIfWaiting(u32, RequestId),
+    Answer(ConnId, Answer),
+    Deliver(u64),
+    Kill(ConnId),
+    RandomKill,
+    KillAll,
+    IdleReaper,
+    Resize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Ok,
+    Fail,
+    ReadyThenFin,
+}
+
+impl Generator {
+    /// A generator for `events` steps with options `swarm`, drawing from `rng`.
+    pub fn new(swarm: Swarm, mut rng: Rng, events: u64) -> Generator {
+        let mut agenda = BTreeMap::new();
+        let mut planned = 0;
+        let mut plan = |rng: &mut Rng, at: u64, p: Plan| {
+            planned += 1;
+            agenda.insert((Time::from_millis(at), rng.next_u64(), planned), p);
+        };
+        for client in 0..swarm.world.clients {
+            let at = rng.below(swarm.workload.think_ms + 1);
+            plan(&mut rng, at, Plan::Client(client));
+        }
+        let f = &swarm.faults;
+        for (every, p) in [
+            (f.kill_every_ms, Plan::RandomKill),
+            (f.kill_all_every_ms, Plan::KillAll),
+            (f.server_idle_timeout_ms / 4, Plan::IdleReaper),
+            (swarm.workload.resize_every_ms, Plan::Resize),
+        ] {
+            if every > 0 {
+                let at = rng.range(1, every * 2);
+                plan(&mut rng, at, p);
+            }
+        }
+        Generator {
+            swarm,
+            rng,
+            events,
+            emitted: 0,
+            agenda,
+            planned,
+        }
+    }
+
+    fn plan(&mut self, at: Time, p: Plan) {
+        self.planned += 1;
+        // Without reordering, plans for one millisecond keep their order.
+        let tiebreak = if self.swarm.faults.reorder {
+            self.rng.next_u64()
+        } else {
+            0
+        };
+        self.agenda.insert((at, tiebreak, self.planned), p);
+    }
+
+    fn after(&mut self, now: Time, max_ms: u64) -> Time {
+        now.plus_ms(self.rng.below(max_ms + 1))
+    }
+
+    fn on_notice<P: SimPool>(&mut self, world: &World<P>, notice: Notice) {
+        let now = world.now();
+        let w = &self.swarm.workload;
+        let f = &self.swarm.faults;
+        match notice {
+            Notice::Opened(conn) => {
+                let (hang, error, fin, latency) = (
+                    f.hang_pct,
+                    f.connect_error_pct,
+                    f.ready_then_fin_pct,
+                    f.connect_latency_ms,
+                );
+                let roll = self.rng.below(100) as u8;
+                let answer = if roll < hang {
+                    return; // never answered; the pool must abort it
+                } else if roll < hang.saturating_add(error) {
+                    Answer::Fail
+                } else if roll < hang.saturating_add(error).saturating_add(fin) {
+                    Answer::ReadyThenFin
+                } else {
+                    Answer::Ok
+                };
+                let at = self.after(now, latency);
+                self.plan(at, Plan::Answer(conn, answer));
+            }
+            Notice::Queued(seq) => {
+                let delay = if self.rng.chance(f.defer_pct) {
+                    self.rng.range(1, f.defer_ms)
+                } else {
+                    0
+                };
+                self.plan(now.plus_ms(delay), Plan::Deliver(seq));
+            }
+            Notice::Waiting { client, request } => {
+                if self.rng.chance(w.cancel_pct) {
+                    let at = self.after(now, w.hold_ms);
+                    self.plan(at, Plan::CancelIfWaiting(client, request));
+                }
+            }
+            Notice::Granted { client } => {
+                let hold = if self.is_listener(client) {
+                    0
+                } else {
+                    w.hold_ms
+                };
+                let at = self.after(now, hold);
+                self.plan(at, Plan::Client(client));
+            }
+            Notice::ClientIdle { client } => {
+                let at = self.after(now, w.think_ms);
+                self.plan(at, Plan::Client(client));
+            }
+            Notice::ListenerLost { .. } => {}
+        }
+    }
+
+    fn is_listener(&self, client: u32) -> bool {
+        client < self.swarm.workload.listeners
+    }
+
+    /// Turn a plan into a transition at `now` (the plan's time, or the
+    /// world's if later), if it still applies. Periodic plans plan their
+    /// next turn from `now`, so virtual time always moves on.
+    fn transition<P: SimPool>(
+        &mut self,
+        world: &World<P>,
+        now: Time,
+        plan: Plan,
+    ) -> Option<Transition> {
+        match plan {
+            Plan::Client(client) => self.client_move(world, client),
+            Plan::CancelIfWaiting(client, request) => {
+                let state = world.clients()[client as usize].state;
+                (state == ClientState::Waiting { request }).then_some(Transition::Cancel { client })
+            }
+            Plan::Answer(conn, answer) => {
+                let attempt = world.attempts().position(|c| c == conn)? as u32;
+                Some(match answer {
+                    Answer::Ok => Transition::ConnectOk { attempt },
+                    Answer::Fail => Transition::ConnectFail { attempt },
+                    Answer::ReadyThenFin => Transition::ReadyThenFin { attempt },
+                })
+            }
+            Plan::Deliver(seq) => {
+                let signal = world.inbox().iter().position(|q| q.seq == seq)? as u32;
+                Some(Transition::Deliver { signal })
+            }
+            Plan::Kill(conn) => {
+                let session = world.open_sessions().position(|c| c == conn)? as u32;
+                Some(Transition::Kill { session })
+            }
+            Plan::RandomKill => {
+                let every = self.swarm.faults.kill_every_ms;
+                let at = now.plus_ms(self.rng.range(1, every * 2));
+                self.plan(at, Plan::RandomKill);
+                let open = world.open_sessions().count() as u64;
+                (open > 0).then(|| Transition::Kill {
+                    session: self.rng.below(open) as u32,
+                })
+            }
+            Plan::KillAll => {
+                let every = self.swarm.faults.kill_all_every_ms;
+                let at = now.plus_ms(self.rng.range(1, every * 2));
+                self.plan(at, Plan::KillAll);
+                Some(Transition::KillAll)
+            }
+            Plan::IdleReaper => {
+                let timeout = self.swarm.faults.server_idle_timeout_ms;
+                let expired: Vec<ConnId> = world
+                    .conns()
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.session == Session::Open && c.last_active.plus_ms(timeout) <= now
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for conn in expired {
+                    self.plan(now, Plan::Kill(conn));
+                }
+                self.plan(now.plus_ms((timeout / 4).max(1)), Plan::IdleReaper);
+                None
+            }
+            Plan::Resize => {
+                let every = self.swarm.workload.resize_every_ms;
+                let at = now.plus_ms(self.rng.range(1, every * 2));
+                self.plan(at, Plan::Resize);
+                let max = self.swarm.pool.max_size as u64;
+                let capacity = self.rng.range(max.saturating_sub(2), max + 2) as u32;
+                Some(Transition::SetCapacity { capacity })
+            }
+        }
+    }
+
+    fn client_move<P: SimPool>(&mut self, world: &World<P>, client: u32) -> Option<Transition> {
+        let w = &self.swarm.workload;
+        let listener = self.is_listener(client);
+        match world.clients()[client as usize].state {
+            ClientState::Idle if listener => Some(Transition::Acquire {
+                client,
+                setting: None,
+                timeout_ms: None,
+            }),
+            ClientState::Idle => {
+                let settings = u64::from(w.settings);
+                let timeout = u64::from(w.timeout_ms);
+                let setting = (settings > 0 && self.rng.chance(50))
+                    .then(|| self.rng.range(1, settings) as u32);
+                let timeout_ms = (timeout > 0).then(|| self.rng.range(1, timeout) as u32);
+                Some(Transition::Acquire {
+                    client,
+                    setting,
+                    timeout_ms,
+                })
+            }
+            ClientState::Holding { .. } if listener => Some(Transition::Detach { client }),
+            ClientState::Holding { conn, .. } => {
+                let dead = world
+                    .conns()
+                    .get(&conn)
+                    .is_some_and(|c| c.session == Session::Closed);
+                let (taint, detach) = (w.taint_pct, w.detach_pct);
+                // Using a dead connection fails, and the client says so.
+                if dead && self.rng.chance(95) {
+                    return Some(Transition::Taint { client });
+                }
+                let roll = self.rng.below(100) as u8;
+                Some(if roll < detach {
+                    Transition::Detach { client }
+                } else if roll < detach.saturating_add(taint) {
+                    Transition::Taint { client }
+                } else {
+                    Transition::Release { client }
+                })
+            }
+            ClientState::Listening { .. } if listener => None,
+            ClientState::Listening { .. } => Some(Transition::Unlisten { client }),
+            ClientState::Waiting { .. } => None,
+        }
+    }
+}
+
+impl<P: SimPool> Driver<P> for Generator {
+    fn next(&mut self, world: &mut World<P>) -> Option<Step> {
+        if self.emitted >= self.events {
+            return None;
+        }
+        for notice in world.take_notices() {
+            self.on_notice(world, notice);
+        }
+        self.emitted += 1;
+        let now = world.now();
+        let close_at = self.swarm.workload.close_at_step;
+        if close_at > 0 && self.emitted == close_at {
+            let timeout_ms = self.rng.pick(&[None, Some(10), Some(100), Some(1_000)]);
+            let transition = Transition::Close { timeout_ms };
+            return Some(Step {
+                at: now,
+                transition,
+            });
+        }
+        // A plan that no longer applies takes no step (its entity moved on),
+        // but periodic plans always re-plan: after a run of them, let time
+        // pass, so the pool's own timers fire and clients move on.
+        let mut passed_over = 0;
+        while let Some(((at, _, _), plan)) = self.agenda.pop_first() {
+            let at = at.max(now);
+            if let Some(transition) = self.transition(world, at, plan) {
+                return Some(Step { at, transition });
+            }
+            passed_over += 1;
+            if passed_over == 16 {
+                return Some(Step {
+                    at,
+                    transition: Transition::Wait,
+                });
+            }
+        }
+        // Nothing planned: let time pass to the pool's next timer.
+        let at = world
+            .pool_timeout()
+            .filter(|&t| t > now)
+            .unwrap_or(now.plus_ms(100));
+        Some(Step {
+            at,
+            transition: Transition::Wait,
+        })
+    }
+}
+
+/// The liveness phase's autopilot: faults are healed, so every queued signal
+/// is delivered in order, every connect succeeds after a short latency, and
+/// every client returns what it holds. Once the world is quiet it probes the
+/// pool with acquires (which must all succeed), then lets virtual time run
+/// past every bound (idle timeout, close deadline) before the final checks.
+#[derive(Debug)]
+pub struct Healer {
+    healed_at: Time,
+    /// The phase ends here even if the world never goes quiet (a pool that
+    /// reconnects without backoff against a full role limit keeps it busy).
+    horizon: Time,
+    steps: u64,
+    probes: Probes,
+    done: bool,
+}
+
+/// Most steps the liveness phase takes.
+const HEAL_MAX_STEPS: u64 = 20_000;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Probes {
+    NotStarted,
+    /// Clients still to send a probe.
+    Sending(Vec<u32>),
+    Sent,
+}
+
+impl Healer {
+    pub fn new<P: SimPool>(world: &World<P>) -> Healer {
+        let healed_at = world.now();
+        let (pool, w) = (world.pool_config(), world.config());
+        let round = pool.acquire_timeout_ms
+            + pool.connect_timeout_ms
+            + w.probe_timeout_ms
+            + w.heal_connect_latency_ms
+            + w.heal_hold_ms
+            + w.liveness_bound_ms;
+        let mut horizon = healed_at.plus_ms(4 * round + pool.idle_timeout_ms);
+        if let Some(deadline) = world.close().and_then(|c| c.deadline) {
+            horizon = horizon.max(deadline.plus_ms(w.liveness_bound_ms + 1));
+        }
+        Healer {
+            healed_at,
+            horizon,
+            steps: 0,
+            probes: Probes::NotStarted,
+            done: false,
+        }
+    }
+
+    /// Healed work due: answer connects, return connections.
+    fn work<P: SimPool>(&self, world: &World<P>) -> Option<Step> {
+        let now = world.now();
+        let latency = world.config().heal_connect_latency_ms;
+        let hold = world.config().heal_hold_ms;
+        let mut best: Option<Step> = None;
+        let mut consider = |at: Time, transition: Transition| {
+            let at = at.max(now);
+            if best.as_ref().is_none_or(|b| at < b.at) {
+                best = Some(Step { at, transition });
+            }
+        };
+        for (attempt, conn) in world.attempts().enumerate() {
+            let opened = world.conns()[&conn].opened_at.max(self.healed_at);
+            let attempt = attempt as u32;
+            consider(opened.plus_ms(latency), Transition::ConnectOk { attempt });
+        }
+        for (client, c) in world.clients().iter().enumerate() {
+            if let ClientState::Holding { conn, since } = c.state {
+                let client = client as u32;
+                let dead = world.conns()[&conn].session == Session::Closed;
+                let transition = if dead {
+                    Transition::Taint { client }
+                } else {
+                    Transition::Release { client }
+                };
+                consider(since.max(self.healed_at).plus_ms(hold), transition);
+            }
+        }
+        best
+    }
+
+    /// Clients that probe: idle ones, as many as the capacity and the role
+    /// limit leave room for.
+    fn probe_clients<P: SimPool>(world: &World<P>) -> Vec<u32> {
+        if world.close().is_some() {
+            return Vec::new();
+        }
+        let limit = world.config().role_conn_limit as usize;
+        let detached = world
+            .conns()
+            .values()
+            .filter(|c| matches!(c.view, View::Detached { .. }) && c.session == Session::Open)
+            .count();
+        let room = if limit == 0 {
+            usize::MAX
+        } else {
+            limit.saturating_sub(detached)
+        };
+        let n = world.capacity().min(room);
+        (0..world.clients().len() as u32)
+            .filter(|&c| world.clients()[c as usize].state == ClientState::Idle)
+            .take(n)
+            .collect()
+    }
+}
+
+impl<P: SimPool> Driver<P> for Healer {
+    fn next(&mut self, world: &mut World<P>) -> Option<Step> {
+        if self.done {
+            return None;
+        }
+        world.take_notices();
+        let now = world.now();
+        self.steps += 1;
+        if now >= self.horizon || self.steps > HEAL_MAX_STEPS {
+            self.done = true;
+            return None;
+        }
+        let step = |transition| {
+            Some(Step {
+                at: now,
+                transition,
+            })
+        };
+        // Signals first, in the order they arrived: the I/O loop is healthy.
+        if !world.inbox().is_empty() {
+            return step(Transition::Deliver { signal: 0 });
+        }
+        // Probes go out together, so the whole capacity is tried at once.
+        if let Probes::Sending(clients) = &mut self.probes {
+            match clients.pop() {
+                Some(client) => {
+                    world.mark_probe(client);
+                    let timeout_ms = world.config().probe_timeout_ms as u32;
+                    return step(Transition::Acquire {
+                        client,
+                        setting: None,
+                        timeout_ms: Some(timeout_ms),
+                    });
+                }
+                None => self.probes = Probes::Sent,
+            }
+        }
+        if let Some(step) = self.work(world) {
+            return Some(step);
+        }
+        let bound = world.config().liveness_bound_ms;
+        if world.waiting() > 0 {
+            // The pool owes them an answer: let its timers run. A pool that
+            // never answers is caught by waiter-stalled, or by starved at the
+            // end of the phase.
+            let at = world
+                .pool_timeout()
+                .filter(|&t| t > now)
+                .unwrap_or(now.plus_ms(bound))
+                .min(self.horizon);
+            return Some(Step {
+                at,
+                transition: Transition::Wait,
+            });
+        }
+        if self.probes == Probes::NotStarted {
+            self.probes = Probes::Sending(Healer::probe_clients(world));
+            return self.next(world);
+        }
+        // Quiet after the probes: run past every bound, then the final checks.
+        self.done = true;
+        let mut end = now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1);
+        if let Some(close) = world.close()
+            && let Some(deadline) = close.deadline
+        {
+            end = end.max(deadline.plus_ms(bound + 1));
+        }
+        Some(Step {
+            at: end,
+            transition: Transition::Wait,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The invariants' stable names and kinds, and the violation a checker reports.
+
+use std::fmt;
+use std::str::FromStr;
+
+use pool_core::Time;
+
+/// A property the simulator checks. The names are stable: outputs, scenario
+/// files' `expect` and the tests use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// An `Open` made held (opening + idle + borrowed) exceed the capacity.
+    OverCapacity,
+    /// The pool holds as idle, or grants, a connection it has been told is
+    /// dead (closed, failed, tainted) or was never told is connected.
+    GhostIdle,
+    /// A connection granted while already borrowed or detached.
+    DoubleGrant,
+    /// A connection the pool holds by the protocol (opening, idle, borrowed,
+    /// or tainted and awaiting disconnect) that it no longer tracks; or a
+    /// grant to a request that is not waiting.
+    LostConnection,
+    /// The pool's gauges or per-connection states disagree with ground truth
+    /// (a slot held for nothing), or it refused a valid input.
+    Accounting,
+    /// An `Open` after `Close` began.
+    OpenAfterClose,
+    /// A reopen did not keep the connection's setting, or a grant handed a
+    /// connection without the requested setting.
+    SettingLost,
+    /// The pool disconnected a borrowed or detached connection.
+    BusyDisconnected,
+    /// Close not complete by its deadline, or not complete once nothing is
+    /// held (plus the liveness bound).
+    CloseStalled,
+    /// An acquire unresolved past its deadline (plus the bound).
+    WaiterStalled,
+    /// Faults healed and capacity free, yet a probe acquire failed.
+    Starved,
+    /// Held stays above capacity after every borrower of the shrink returned.
+    CapacityStalled,
+    /// After the liveness phase, an idle pool keeps more server connections
+    /// than its floor.
+    Footprint,
+}
+
+/// Safety: a bad state was reached. Liveness: a good state was not reached
+/// in bounded (virtual) time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Safety,
+    Liveness,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 13] = [
+        Invariant::OverCapacity,
+        Invariant::GhostIdle,
+        Invariant::DoubleGrant,
+        Invariant::LostConnection,
+        Invariant::Accounting,
+        Invariant::OpenAfterClose,
+        Invariant::SettingLost,
+        Invariant::BusyDisconnected,
+        Invariant::CloseStalled,
+        Invariant::WaiterStalled,
+        Invariant::Starved,
+        Invariant::CapacityStalled,
+        Invariant::Footprint,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Invariant::OverCapacity => "over-capacity",
+            Invariant::GhostIdle => "ghost-idle",
+            Invariant::DoubleGrant => "double-grant",
+            Invariant::LostConnection => "lost-connection",
+            Invariant::Accounting => "accounting",
+            Invariant::OpenAfterClose => "open-after-close",
+            Invariant::SettingLost => "setting-lost",
+            Invariant::BusyDisconnected => "busy-disconnected",
+            Invariant::CloseStalled => "close-stalled",
+            Invariant::WaiterStalled => "waiter-stalled",
+            Invariant::Starved => "starved",
+            Invariant::CapacityStalled => "capacity-stalled",
+            Invariant::Footprint => "footprint",
+        }
+    }
+
+    pub const fn kind(self) -> Kind {
+        match self {
+            Invariant::CloseStalled
+            | Invariant::WaiterStalled
+            | Invariant::Starved
+            | Invariant::CapacityStalled
+            | Invariant::Footprint => Kind::Liveness,
+            _ => Kind::Safety,
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An invariant name that is not one of ours.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown invariant `{0}`; expected one of: {names}", names = Invariant::ALL.map(|i| i.name()).join(", "))]
+pub struct UnknownInvariant(pub String);
+
+impl FromStr for Invariant {
+    type Err = UnknownInvariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Invariant::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| UnknownInvariant(s.to_owned()))
+    }
+}
+
+/// A broken invariant: which, when (virtual time), and what was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub at: Time,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} violated at t={}: {}",
+            self.invariant, self.at, self.detail
+        )
+    }
+}

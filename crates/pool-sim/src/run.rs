@@ -1,0 +1,205 @@
+//! One run: the safety phase from a driver, then the healed liveness phase,
+//! with every outcome (pass, violation, panic) captured in a report.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pool_core::{Config, Pool, Stats, Time};
+
+use crate::driver::{Driver, Generator, Healer, Script};
+use crate::invariant::{Invariant, Kind, Violation};
+use crate::pool::SimPool;
+use crate::scenario::Scenario;
+use crate::swarm::{Rng, Swarm};
+use crate::trace::{Keep, Line, Target};
+use crate::transition::Step;
+use crate::world::{Counters, World, WorldConfig};
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Violated(Violation),
+    /// The pool (or the simulator) panicked.
+    Panicked {
+        at: Time,
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The process exit code for this outcome: 0 pass, 3 safety, 4 liveness,
+    /// 5 panic (1 and 2 are left for bad input and usage errors).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Violated(v) => match v.invariant.kind() {
+                Kind::Safety => 3,
+                Kind::Liveness => 4,
+            },
+            Outcome::Panicked { .. } => 5,
+        }
+    }
+
+    pub fn invariant(&self) -> Option<Invariant> {
+        match self {
+            Outcome::Violated(v) => Some(v.invariant),
+            _ => None,
+        }
+    }
+}
+
+/// What to keep from a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub keep: Keep,
+    /// Keep the safety phase's steps (for `--record` and shrinking).
+    pub record: bool,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// Virtual time at the end.
+    pub end: Time,
+    pub counters: Counters,
+    /// Hash of the whole trace: equal runs have equal hashes.
+    pub trace_hash: u64,
+    pub trace_lines: u64,
+    /// The last trace lines, rendered.
+    pub tail: Vec<String>,
+    /// Every trace line, when `Options::keep` asked for them.
+    pub trace: Vec<Line>,
+    /// The safety phase's steps and what each resolved to, when recording.
+    pub recorded: Vec<(Step, Target)>,
+    /// The pool's own stats at the end.
+    pub pool_stats: Stats,
+}
+
+/// Run seed `seed` with `events` safety-phase steps against the reference
+/// pool. Returns the options the seed drew and the report.
+pub fn run_seed(seed: u64, events: u64, options: Options) -> (Swarm, Report) {
+    let mut rng = Rng::new(seed);
+    let swarm = Swarm::draw(&mut rng, events);
+    let pool = Pool::new(swarm.pool.clone());
+    let mut generator = Generator::new(swarm.clone(), rng, events);
+    let report = run(
+        pool,
+        swarm.pool.clone(),
+        swarm.world.clone(),
+        &mut generator,
+        options,
+    );
+    (swarm, report)
+}
+
+/// Replay a scenario against the reference pool.
+pub fn run_scenario(scenario: &Scenario, options: Options) -> Report {
+    let pool = Pool::new(scenario.pool.clone());
+    run_steps(pool, scenario, options)
+}
+
+/// Replay a scenario's steps against any pool.
+pub fn run_steps<P: SimPool>(pool: P, scenario: &Scenario, options: Options) -> Report {
+    let mut script = Script::new(&scenario.steps);
+    run(
+        pool,
+        scenario.pool.clone(),
+        scenario.world.clone(),
+        &mut script,
+        options,
+    )
+}
+
+/// Run `driver`'s steps (the safety phase), then heal and run the liveness
+/// phase, checking every invariant after every event.
+pub fn run<P: SimPool>(
+    pool: P,
+    pool_config: Config,
+    world_config: WorldConfig,
+    driver: &mut dyn Driver<P>,
+    options: Options,
+) -> Report {
+    let mut recorded = Vec::new();
+    let mut world_slot: Option<World<P>> = None;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let world = world_slot.insert(World::new(pool, pool_config, world_config, options.keep));
+        while world.violation().is_none() {
+            let Some(step) = driver.next(world) else {
+                break;
+            };
+            let target = world.apply(&step);
+            if options.record {
+                recorded.push((step, target));
+            }
+        }
+        if world.violation().is_some() {
+            return;
+        }
+        world.heal();
+        let mut healer = Healer::new(world);
+        while world.violation().is_none() {
+            let Some(step) = healer.next(world) else {
+                break;
+            };
+            world.apply(&step);
+        }
+        world.finish();
+    }));
+    let Some(world) = world_slot else {
+        // The pool panicked while the world was being built around it.
+        let message = result
+            .err()
+            .map(|p| panic_message(p.as_ref()))
+            .unwrap_or_default();
+        return Report {
+            outcome: Outcome::Panicked {
+                at: Time::ZERO,
+                message,
+            },
+            end: Time::ZERO,
+            counters: Counters::default(),
+            trace_hash: 0,
+            trace_lines: 0,
+            tail: Vec::new(),
+            trace: Vec::new(),
+            recorded,
+            pool_stats: Stats::default(),
+        };
+    };
+    let outcome = match result {
+        Err(payload) => Outcome::Panicked {
+            at: world.now(),
+            message: panic_message(payload.as_ref()),
+        },
+        Ok(()) => match world.violation() {
+            Some(v) => Outcome::Violated(v.clone()),
+            None => Outcome::Pass,
+        },
+    };
+    let end = world.now();
+    let counters = world.counters().clone();
+    let pool_stats = world.pool().stats();
+    let trace = world.into_trace();
+    Report {
+        outcome,
+        end,
+        counters,
+        trace_hash: trace.hash(),
+        trace_lines: trace.len(),
+        tail: trace.tail().map(|l| l.to_string()).collect(),
+        trace: trace.into_all(),
+        recorded,
+        pool_stats,
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

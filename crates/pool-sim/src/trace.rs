@@ -1,0 +1,219 @@
+//! The structured trace of a run, stamped with virtual time: a hash of every
+//! line (for determinism checks), the last lines (for failure reports), and
+//! optionally every line (for `--verbose`, snapshots and Perfetto).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use pool_core::{Command, ConnId, Input, RequestId, Time};
+
+use crate::invariant::Invariant;
+use crate::transition::Transition;
+use crate::world::Signal;
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// A transition was applied; `target` is what its indices resolved to.
+    Step {
+        index: u64,
+        transition: Transition,
+        target: Target,
+    },
+    /// The pool was given an input.
+    Input(Input),
+    /// The pool's timers were due.
+    Timeout,
+    /// The pool emitted a command.
+    Command(Command),
+    /// A backend signal entered the I/O queue, waiting to be delivered.
+    Signal(Signal),
+    /// The run entered a phase.
+    Phase(&'static str),
+    /// An invariant broke.
+    Violation(Invariant),
+}
+
+/// What a transition's indices resolved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// It needs no entity (kill-all, control, wait).
+    World,
+    Client {
+        client: u32,
+        request: Option<RequestId>,
+        conn: Option<ConnId>,
+    },
+    Conn(ConnId),
+    Signal(Signal),
+    /// Nothing to apply it to; it changed nothing.
+    Skipped(&'static str),
+}
+
+/// One trace line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Line {
+    pub at: Time,
+    pub event: Event,
+}
+
+/// How much of the trace a run keeps beyond its hash and last lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Hash and the last lines only: the fast default.
+    #[default]
+    Tail,
+    /// Every line, in memory.
+    All,
+    /// Every line, also printed to stdout as it happens.
+    Echo,
+}
+
+/// The trace of one run.
+#[derive(Debug)]
+pub struct Trace {
+    keep: Keep,
+    hasher: Fnv64,
+    lines: u64,
+    tail: VecDeque<Line>,
+    all: Vec<Line>,
+}
+
+/// How many lines a failure report shows.
+pub const TAIL_LINES: usize = 40;
+
+impl Trace {
+    pub fn new(keep: Keep) -> Trace {
+        Trace {
+            keep,
+            hasher: Fnv64::default(),
+            lines: 0,
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            all: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, at: Time, event: Event) {
+        let line = Line { at, event };
+        line.hash(&mut self.hasher);
+        self.lines += 1;
+        match self.keep {
+            Keep::Tail => {}
+            Keep::All => self.all.push(line.clone()),
+            Keep::Echo => {
+                println!("{line}");
+                self.all.push(line.clone());
+            }
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+
+    /// A hash of every line so far: equal for equal runs, byte for byte.
+    pub fn hash(&self) -> u64 {
+        self.hasher.finish()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.lines
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// The last lines (at most `TAIL_LINES`).
+    pub fn tail(&self) -> impl Iterator<Item = &Line> {
+        self.tail.iter()
+    }
+
+    /// Every line, when kept (`Keep::All` or `Keep::Echo`).
+    pub fn all(&self) -> &[Line] {
+        &self.all
+    }
+
+    pub fn into_all(self) -> Vec<Line> {
+        self.all
+    }
+}
+
+/// FNV-1a, 64-bit: tiny, stable, and good enough to compare traces.
+#[derive(Debug)]
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>10} ", self.at)?;
+        match &self.event {
+            Event::Step {
+                index,
+                transition,
+                target,
+            } => {
+                write!(f, "#{index:<5} {}", transition.name())?;
+                write_fields(f, transition)?;
+                match target {
+                    Target::World => Ok(()),
+                    Target::Client {
+                        client,
+                        request,
+                        conn,
+                    } => {
+                        write!(f, "  => client {client}")?;
+                        if let Some(r) = request {
+                            write!(f, " {r}")?;
+                        }
+                        if let Some(c) = conn {
+                            write!(f, " {c}")?;
+                        }
+                        Ok(())
+                    }
+                    Target::Conn(c) => write!(f, "  => {c}"),
+                    Target::Signal(s) => write!(f, "  => {s}"),
+                    Target::Skipped(why) => write!(f, "  => skipped: {why}"),
+                }
+            }
+            Event::Input(input) => write!(f, "       pool <- {input}"),
+            Event::Timeout => write!(f, "       pool <- timeout"),
+            Event::Command(command) => write!(f, "       pool -> {command}"),
+            Event::Signal(signal) => write!(f, "       io   .. {signal} queued"),
+            Event::Phase(phase) => write!(f, "====== {phase}"),
+            Event::Violation(invariant) => write!(f, "!!!!!! {invariant} violated"),
+        }
+    }
+}
+
+/// The transition's fields after its name, `key=value`, as in scenario files.
+fn write_fields(f: &mut fmt::Formatter<'_>, transition: &Transition) -> fmt::Result {
+    match toml::Value::try_from(transition) {
+        Ok(toml::Value::Table(table)) => {
+            for (key, value) in table.iter().filter(|(k, _)| *k != "do") {
+                write!(f, " {key}={value}")?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

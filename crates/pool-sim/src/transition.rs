@@ -1,0 +1,122 @@
+//! The one transition vocabulary: every way the world can move, as data.
+//!
+//! The seeded simulator draws these, scenario files store them, and proptest
+//! and cargo-fuzz generate them. Every value is valid: entities are named by
+//! index into the current candidates, taken modulo their count, so any
+//! sequence means something (a transition with no candidate is skipped) and
+//! shrinking a sequence keeps its meaning.
+
+use arbitrary::Arbitrary;
+use pool_core::Time;
+use serde::{Deserialize, Serialize};
+
+/// One world transition at a virtual time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Step {
+    /// Virtual time; never earlier than the step before.
+    pub at: Time,
+    pub transition: Transition,
+}
+
+/// A world transition. Candidates are listed in a fixed order: clients by
+/// number; connect attempts and open sessions by connection id; signals in
+/// the order they arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Arbitrary)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Transition {
+    // ----- clients (`client` is taken modulo the number of clients) -----
+    /// An idle client asks for a connection; `timeout_ms` unset means the
+    /// pool's acquire timeout.
+    Acquire {
+        client: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        setting: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u32>,
+    },
+    /// A waiting client gives up.
+    Cancel {
+        client: u32,
+    },
+    /// A client returns its connection healthy.
+    Release {
+        client: u32,
+    },
+    /// A client returns its connection broken.
+    Taint {
+        client: u32,
+    },
+    /// A client takes its connection out of the pool for good (LISTEN).
+    Detach {
+        client: u32,
+    },
+    /// A client closes the connection it detached.
+    Unlisten {
+        client: u32,
+    },
+
+    // ----- backend (`attempt`: a pending connect; `session`: an open one) -----
+    /// The handshake completes.
+    ConnectOk {
+        attempt: u32,
+    },
+    /// The connect fails.
+    ConnectFail {
+        attempt: u32,
+    },
+    /// The handshake completes and the server closes the connection in the
+    /// same I/O tick (ReadyForQuery, then an admin-shutdown error and FIN):
+    /// both `Connected` and `Closed` wait to be delivered (Bun, seed 001).
+    ReadyThenFin {
+        attempt: u32,
+    },
+    /// The server terminates one session (idle timeout, pg_terminate_backend).
+    Kill {
+        session: u32,
+    },
+    /// The server terminates every session.
+    KillAll,
+
+    // ----- delivery -----
+    /// The pool hears of one pending backend signal (`signal` indexes the
+    /// signals not yet delivered, oldest first).
+    Deliver {
+        signal: u32,
+    },
+
+    // ----- control -----
+    SetCapacity {
+        capacity: u32,
+    },
+    /// Close the pool; `timeout_ms` unset means no deadline.
+    Close {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u32>,
+    },
+
+    /// Nothing happens; time passes (and the pool's timers fire).
+    Wait,
+}
+
+impl Transition {
+    /// The kebab-case name, as written in scenario files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::Acquire { .. } => "acquire",
+            Transition::Cancel { .. } => "cancel",
+            Transition::Release { .. } => "release",
+            Transition::Taint { .. } => "taint",
+            Transition::Detach { .. } => "detach",
+            Transition::Unlisten { .. } => "unlisten",
+            Transition::ConnectOk { .. } => "connect-ok",
+            Transition::ConnectFail { .. } => "connect-fail",
+            Transition::ReadyThenFin { .. } => "ready-then-fin",
+            Transition::Kill { .. } => "kill",
+            Transition::KillAll => "kill-all",
+            Transition::Deliver { .. } => "deliver",
+            Transition::SetCapacity { .. } => "set-capacity",
+            Transition::Close { .. } => "close",
+            Transition::Wait => "wait",
+        }
+    }
+}

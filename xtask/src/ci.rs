@@ -1,0 +1,64 @@
+//! `cargo xtask ci`: everything CI runs, in order, stopping at the first red.
+
+use std::process::Command;
+use std::time::Instant;
+
+use crate::project_root;
+
+/// Run everything CI runs: formatting, clippy, the whole test suite (unit
+/// tests, scenario replays, the bounded seed sweep, snapshots).
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> i32 {
+    let stages: &[(&str, &[&str])] = &[
+        ("format", &["fmt", "--all", "--", "--check"]),
+        (
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        ("test", &["test", "--workspace", "--locked"]),
+    ];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    #[allow(clippy::disallowed_methods)] // wall time of CI stages, reported only
+    let started = Instant::now();
+    for (name, args) in stages {
+        println!("==> ci: {name}: cargo {}", args.join(" "));
+        #[allow(clippy::disallowed_methods)]
+        let stage_started = Instant::now();
+        let status = Command::new(&cargo)
+            .args(*args)
+            .current_dir(project_root())
+            .status();
+        match status {
+            Ok(s) if s.success() => println!(
+                "==> ci: {name} passed in {:.1}s",
+                stage_started.elapsed().as_secs_f64()
+            ),
+            Ok(s) => {
+                println!(
+                    "==> ci: {name} FAILED ({s}); rerun: cargo {}",
+                    args.join(" ")
+                );
+                return 1;
+            }
+            Err(e) => {
+                println!("==> ci: {name} could not start cargo: {e}");
+                return 1;
+            }
+        }
+    }
+    println!(
+        "==> ci: all green in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    0
+}

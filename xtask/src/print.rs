@@ -1,0 +1,147 @@
+//! Shared output: the options a seed drew, run summaries, failure reports.
+
+use pool_sim::{Invariant, Outcome, Report, Swarm};
+
+/// One line per option group: `pool: max_size=3 min_idle=0 ...`.
+pub fn options(swarm: &Swarm) -> String {
+    let mut out = String::from("options drawn from the seed:\n");
+    let groups: [(&str, toml::Value); 4] = [
+        ("pool", to_value(&swarm.pool)),
+        ("world", to_value(&swarm.world)),
+        ("workload", to_value(&swarm.workload)),
+        ("faults", to_value(&swarm.faults)),
+    ];
+    for (name, value) in groups {
+        out.push_str(&format!("  {name:<9} {}\n", key_values(&value)));
+    }
+    out
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> toml::Value {
+    toml::Value::try_from(v).expect("options serialize")
+}
+
+fn key_values(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// The summary block of a run.
+pub fn summary(report: &Report) -> String {
+    let c = &report.counters;
+    let mut out = String::from("summary:\n");
+    out.push_str(&format!(
+        "  outcome       {}\n",
+        outcome_line(&report.outcome)
+    ));
+    out.push_str(&format!(
+        "  events        {} steps ({} skipped), {} timer firings, {} pool inputs, {} commands\n",
+        c.steps, c.skipped, c.timeouts, c.inputs, c.commands
+    ));
+    out.push_str(&format!(
+        "  virtual time  {}\n",
+        seconds(report.end.as_millis())
+    ));
+    out.push_str(&format!(
+        "  trace         {} lines, hash {:016x}\n",
+        report.trace_lines, report.trace_hash
+    ));
+    out.push_str("  checks        ");
+    let checks: Vec<String> = Invariant::ALL
+        .iter()
+        .zip(c.checks.iter())
+        .map(|(i, n)| format!("{i} {n}"))
+        .collect();
+    out.push_str(&wrap(&checks, 16));
+    if c.faults.is_empty() {
+        out.push_str("  faults fired  none\n");
+    } else {
+        let faults: Vec<String> = c.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!("  faults fired  {}\n", faults.join(", ")));
+    }
+    let s = &report.pool_stats;
+    out.push_str(&format!(
+        "  pool          opened {} connected {} failed {} aborted {} disconnected {} granted {} rejected {} (timeout {}) detached {} stale {} unknown {}\n",
+        s.opened,
+        s.connected,
+        s.connect_failures,
+        s.aborted,
+        s.disconnected,
+        s.granted,
+        s.rejected,
+        s.timed_out,
+        s.detached,
+        s.stale_events,
+        s.unknown_events
+    ));
+    out
+}
+
+fn wrap(items: &[String], indent: usize) -> String {
+    let mut out = String::new();
+    let mut width = indent;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            if width + item.len() + 2 > 100 {
+                out.push_str(",\n");
+                out.push_str(&" ".repeat(indent));
+                width = indent;
+            } else {
+                out.push_str(", ");
+                width += 2;
+            }
+        }
+        out.push_str(item);
+        width += item.len();
+    }
+    out.push('\n');
+    out
+}
+
+pub fn outcome_line(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Pass => "pass".to_owned(),
+        Outcome::Violated(v) => format!(
+            "FAIL: {} ({:?}) at t={}",
+            v.invariant,
+            v.invariant.kind(),
+            v.at
+        ),
+        Outcome::Panicked { at, message } => format!("PANIC at t={at}: {message}"),
+    }
+}
+
+/// What a person needs when a run fails: what broke, when, the story so far.
+pub fn failure(report: &Report) -> String {
+    let mut out = String::new();
+    match &report.outcome {
+        Outcome::Pass => return out,
+        Outcome::Violated(v) => {
+            out.push_str(&format!(
+                "\n{} violated ({:?}) at virtual time {}:\n  {}\n",
+                v.invariant,
+                v.invariant.kind(),
+                v.at,
+                v.detail
+            ));
+        }
+        Outcome::Panicked { at, message } => {
+            out.push_str(&format!("\npanic at virtual time {at}:\n  {message}\n"));
+        }
+    }
+    out.push_str(&format!("\nlast {} trace lines:\n", report.tail.len()));
+    for line in &report.tail {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+pub fn seconds(ms: u64) -> String {
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
+}

@@ -1,0 +1,118 @@
+//! `cargo xtask sim`: run one seed and tell the story.
+
+use std::path::PathBuf;
+
+use pool_sim::{Expect, Keep, Options, Outcome, Scenario};
+
+use crate::print;
+
+/// Run one seed: print the options it drew, then a summary. On failure:
+/// the invariant, the virtual time, the last trace lines and the command
+/// that reproduces it.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The seed: it draws every option of the run and every event.
+    #[arg(long)]
+    seed: u64,
+    /// Steps in the safety phase (faults on) before the liveness phase.
+    #[arg(long, default_value_t = DEFAULT_EVENTS)]
+    events: u64,
+    /// Write the run as a scenario file that replays it without the RNG.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Print one line per event as it happens.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub const DEFAULT_EVENTS: u64 = 1_000;
+
+pub fn run(args: Args) -> i32 {
+    let options = Options {
+        keep: if args.verbose { Keep::Echo } else { Keep::Tail },
+        record: args.record.is_some(),
+    };
+    println!("pool-sim: seed {}, {} events", args.seed, args.events);
+    let mut rng = pool_sim::swarm::Rng::new(args.seed);
+    let swarm = pool_sim::Swarm::draw(&mut rng, args.events);
+    print!("{}", print::options(&swarm));
+    if args.verbose {
+        println!("trace:");
+    }
+    let (_, report) = pool_sim::run_seed(args.seed, args.events, options);
+    print!("{}", print::summary(&report));
+    print!("{}", print::failure(&report));
+    let reproduce = reproduce_command(args.seed, args.events);
+    if report.outcome != Outcome::Pass {
+        println!("\nreproduce: {reproduce}");
+        println!("  add --verbose for every event, --record FILE to keep it as a scenario");
+    }
+    if let Some(path) = &args.record {
+        let scenario = Scenario {
+            name: format!("seed-{}", args.seed),
+            about: format!("Recorded by `{reproduce}`."),
+            expect: match report.outcome.invariant() {
+                Some(invariant) => Expect::Violation(invariant),
+                None => Expect::Pass,
+            },
+            seed: Some(args.seed),
+            pool: swarm.pool.clone(),
+            world: swarm.world.clone(),
+            steps: report.recorded.iter().map(|(s, _)| s.clone()).collect(),
+        };
+        let notes: Vec<String> = report
+            .recorded
+            .iter()
+            .map(|(_, target)| target_note(target))
+            .collect();
+        let header = format!(
+            "pool-sim scenario, recorded by `{reproduce} --record {}`.\nReplay: cargo xtask replay {}\nThe seed also drew (not needed to replay):\n{}",
+            path.display(),
+            path.display(),
+            print::options(&swarm).trim_end()
+        );
+        if let Err(e) = std::fs::write(path, scenario.to_toml(&header, Some(&notes))) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 1;
+        }
+        println!(
+            "recorded {} steps to {} (replay: cargo xtask replay {})",
+            scenario.steps.len(),
+            path.display(),
+            path.display()
+        );
+    }
+    report.outcome.exit_code()
+}
+
+pub fn reproduce_command(seed: u64, events: u64) -> String {
+    if events == DEFAULT_EVENTS {
+        format!("cargo xtask sim --seed {seed}")
+    } else {
+        format!("cargo xtask sim --seed {seed} --events {events}")
+    }
+}
+
+fn target_note(target: &pool_sim::Target) -> String {
+    use pool_sim::Target;
+    match target {
+        Target::World => String::new(),
+        Target::Client {
+            client,
+            request,
+            conn,
+        } => {
+            let mut s = format!("client {client}");
+            if let Some(r) = request {
+                s.push_str(&format!(" {r}"));
+            }
+            if let Some(c) = conn {
+                s.push_str(&format!(" {c}"));
+            }
+            s
+        }
+        Target::Conn(c) => c.to_string(),
+        Target::Signal(s) => s.to_string(),
+        Target::Skipped(why) => format!("skipped: {why}"),
+    }
+}
