@@ -165,7 +165,7 @@ impl Hasher for Fnv64 {
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>10} ", self.at)?;
+        write!(f, "{:>8}ms ", self.at.as_millis())?;
         match &self.event {
             Event::Step {
                 index,

@@ -1,0 +1,404 @@
+//! Every checker can fail: for each invariant, a deliberately wrong pool (the
+//! reference core behind a small wrapper that breaks one thing) trips it on a
+//! short scenario, and the same scenario passes against the reference core.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use pool_core::{
+    Command, Config, ConnId, ConnState, DisconnectReason, Input, InputError, Pool, RejectReason,
+    RequestId, Setting, Stats, Time,
+};
+use pool_sim::run::{Options, Outcome, run_steps};
+use pool_sim::{Invariant, Scenario, SimPool};
+
+/// One way to be wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bug {
+    /// Every `Open` comes with a second one.
+    DoubleOpen,
+    /// `Closed` from the transport is ignored: the dead conn stays idle.
+    IgnoreClosed,
+    /// A new acquire that has to wait is granted the last granted conn.
+    RegrantLast,
+    /// The `Disconnect` of a tainted conn is never emitted.
+    DropTaintDisconnect,
+    /// `Detach` never reaches the pool: the slot stays held (seed 000).
+    DetachKeepsSlot,
+    /// An `Open` right after `Close`.
+    OpenAfterClose,
+    /// Grants hand out a clean conn whatever setting was asked for.
+    GrantDropsSetting,
+    /// Every grant is followed by a disconnect of the granted conn.
+    DisconnectAfterGrant,
+    /// `CloseComplete` is never emitted.
+    NeverCompleteClose,
+    /// Timers never fire.
+    NoTimers,
+    /// Acquires after the first are rejected at once.
+    RejectAfterFirst,
+    /// A conn returned while over capacity goes to the oldest waiter
+    /// (Vitess before its fix, seed 003).
+    Handoff,
+}
+
+/// The reference pool behind a wrapper that has `bug`.
+struct Faulty {
+    inner: Pool,
+    bug: Bug,
+    out: VecDeque<Command>,
+    /// Waiting requests and their settings, oldest first.
+    waiting: VecDeque<(RequestId, Option<Setting>)>,
+    last_grant: Option<ConnId>,
+    acquires: u64,
+}
+
+impl Faulty {
+    fn new(config: Config, bug: Bug) -> Faulty {
+        let mut faulty = Faulty {
+            inner: Pool::new(config),
+            bug,
+            out: VecDeque::new(),
+            waiting: VecDeque::new(),
+            last_grant: None,
+            acquires: 0,
+        };
+        faulty.pull();
+        faulty
+    }
+
+    /// Move the inner pool's commands out, breaking them as the bug says.
+    fn pull(&mut self) {
+        while let Some(command) = self.inner.poll_command() {
+            match command {
+                Command::Grant { request, conn, .. } => {
+                    self.waiting.retain(|(r, _)| *r != request);
+                    self.last_grant = Some(conn);
+                }
+                Command::Reject { request, .. } => self.waiting.retain(|(r, _)| *r != request),
+                _ => {}
+            }
+            match (self.bug, &command) {
+                (Bug::DoubleOpen, Command::Open { conn, setting, .. }) => {
+                    let extra = Command::Open {
+                        conn: ConnId(conn.0 + 1_000),
+                        setting: *setting,
+                        replaces: None,
+                    };
+                    self.out.push_back(command.clone());
+                    self.out.push_back(extra);
+                }
+                (
+                    Bug::DropTaintDisconnect,
+                    Command::Disconnect {
+                        reason: DisconnectReason::Tainted,
+                        ..
+                    },
+                ) => {}
+                (
+                    Bug::GrantDropsSetting,
+                    Command::Grant {
+                        request,
+                        conn,
+                        setting: Some(_),
+                        ..
+                    },
+                ) => self.out.push_back(Command::Grant {
+                    request: *request,
+                    conn: *conn,
+                    setting: None,
+                    apply_setting: true,
+                }),
+                (Bug::DisconnectAfterGrant, Command::Grant { conn, .. }) => {
+                    let conn = *conn;
+                    self.out.push_back(command.clone());
+                    self.out.push_back(Command::Disconnect {
+                        conn,
+                        reason: DisconnectReason::IdleTimeout,
+                    });
+                }
+                (Bug::NeverCompleteClose, Command::CloseComplete { .. }) => {}
+                _ => self.out.push_back(command),
+            }
+        }
+    }
+}
+
+impl SimPool for Faulty {
+    fn handle(&mut self, now: Time, input: Input) -> Result<(), InputError> {
+        match (self.bug, &input) {
+            (Bug::IgnoreClosed, Input::Closed { .. }) => return Ok(()),
+            (Bug::DetachKeepsSlot, Input::Detach { .. }) => return Ok(()),
+            (Bug::RejectAfterFirst, Input::Acquire { request, .. }) if self.acquires > 0 => {
+                self.out.push_back(Command::Reject {
+                    request: *request,
+                    reason: RejectReason::ConnectFailed,
+                });
+                return Ok(());
+            }
+            (Bug::Handoff, Input::Release { conn }) => {
+                let stats = self.inner.stats();
+                if stats.held > stats.capacity
+                    && let Some((request, setting)) = self.waiting.pop_front()
+                {
+                    // The pool forgets the waiter; the conn goes straight on.
+                    self.inner.handle(now, Input::Cancel { request })?;
+                    self.out.push_back(Command::Grant {
+                        request,
+                        conn: *conn,
+                        setting,
+                        apply_setting: true,
+                    });
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        if let Input::Acquire {
+            request, setting, ..
+        } = input
+        {
+            self.acquires += 1;
+            self.waiting.push_back((request, setting));
+        }
+        if let Input::Cancel { request } = input {
+            self.waiting.retain(|(r, _)| *r != request);
+        }
+        let is_close = matches!(input, Input::Close { .. });
+        let acquire = match input {
+            Input::Acquire { request, .. } => Some(request),
+            _ => None,
+        };
+        self.inner.handle(now, input)?;
+        self.pull();
+        if self.bug == Bug::OpenAfterClose && is_close {
+            self.out.push_back(Command::Open {
+                conn: ConnId(9_999),
+                setting: None,
+                replaces: None,
+            });
+        }
+        if self.bug == Bug::RegrantLast
+            && let (Some(request), Some(conn)) = (acquire, self.last_grant)
+            && self.waiting.iter().any(|(r, _)| *r == request)
+        {
+            self.out.push_back(Command::Grant {
+                request,
+                conn,
+                setting: None,
+                apply_setting: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if self.bug != Bug::NoTimers {
+            self.inner.handle_timeout(now);
+            self.pull();
+        }
+    }
+
+    fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        match self.bug {
+            Bug::NoTimers => None,
+            _ => self.inner.poll_timeout(),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    fn conns(&self, out: &mut Vec<(ConnId, ConnState)>) {
+        out.extend(self.inner.conns());
+    }
+}
+
+/// A scenario from its `[pool]`, `[world]` and steps, written as in files.
+fn scenario(pool: &str, world: &str, steps: &str) -> Scenario {
+    let text = format!(
+        "name = \"test\"\nexpect = \"pass\"\n[pool]\n{pool}\n[world]\n{world}\n[script]\nsteps = [\n{steps}\n]\n"
+    );
+    Scenario::parse(Path::new("test.toml"), &text).expect("the test scenario parses")
+}
+
+/// Timers off unless a test turns one on.
+const QUIET: &str =
+    "idle_timeout_ms = 0\nmax_lifetime_ms = 0\nacquire_timeout_ms = 0\nconnect_timeout_ms = 0\n";
+
+/// Checkout: client 0 acquires, the connect succeeds, the grant lands.
+const CHECKOUT: &str = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 1, do = "connect-ok", attempt = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },
+"#;
+
+/// The scenario passes on the reference core and trips `invariant` with
+/// `bug`.
+fn assert_fires(bug: Bug, invariant: Invariant, scenario: &Scenario) {
+    let reference = run_steps(
+        Pool::new(scenario.pool.clone()),
+        scenario,
+        Options::default(),
+    );
+    assert_eq!(
+        reference.outcome,
+        Outcome::Pass,
+        "the scenario must pass on the reference core; trace tail:\n{}",
+        reference.tail.join("\n")
+    );
+    let faulty = Faulty::new(scenario.pool.clone(), bug);
+    let report = run_steps(faulty, scenario, Options::default());
+    assert_eq!(
+        report.outcome.invariant(),
+        Some(invariant),
+        "{bug:?} should trip {invariant}; got {:?}; trace tail:\n{}",
+        report.outcome,
+        report.tail.join("\n")
+    );
+}
+
+#[test]
+fn over_capacity_fires_when_an_open_exceeds_capacity() {
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", CHECKOUT);
+    assert_fires(Bug::DoubleOpen, Invariant::OverCapacity, &s);
+}
+
+#[test]
+fn ghost_idle_fires_when_a_closed_conn_stays_idle() {
+    let steps = format!(
+        r#"{CHECKOUT}
+  {{ at_ms = 2, do = "release", client = 0 }},
+  {{ at_ms = 3, do = "kill", session = 0 }},
+  {{ at_ms = 3, do = "deliver", signal = 0 }},"#
+    );
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", &steps);
+    assert_fires(Bug::IgnoreClosed, Invariant::GhostIdle, &s);
+}
+
+#[test]
+fn double_grant_fires_when_a_borrowed_conn_is_granted_again() {
+    let steps = format!("{CHECKOUT}\n  {{ at_ms = 2, do = \"acquire\", client = 1 }},");
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 2", &steps);
+    assert_fires(Bug::RegrantLast, Invariant::DoubleGrant, &s);
+}
+
+#[test]
+fn lost_connection_fires_when_a_tainted_conn_is_never_disconnected() {
+    let steps = format!("{CHECKOUT}\n  {{ at_ms = 2, do = \"taint\", client = 0 }},");
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", &steps);
+    assert_fires(Bug::DropTaintDisconnect, Invariant::LostConnection, &s);
+}
+
+#[test]
+fn accounting_fires_when_a_detached_conn_keeps_its_slot() {
+    let steps = format!("{CHECKOUT}\n  {{ at_ms = 2, do = \"detach\", client = 0 }},");
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", &steps);
+    assert_fires(Bug::DetachKeepsSlot, Invariant::Accounting, &s);
+}
+
+#[test]
+fn open_after_close_fires_on_an_open_after_close() {
+    let steps = r#"  { at_ms = 0, do = "close", timeout_ms = 100 },"#;
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", steps);
+    assert_fires(Bug::OpenAfterClose, Invariant::OpenAfterClose, &s);
+}
+
+#[test]
+fn setting_lost_fires_when_a_grant_drops_the_setting() {
+    let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0, setting = 1 },
+  { at_ms = 1, do = "connect-ok", attempt = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },"#;
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", steps);
+    assert_fires(Bug::GrantDropsSetting, Invariant::SettingLost, &s);
+}
+
+#[test]
+fn busy_disconnected_fires_when_a_borrowed_conn_is_disconnected() {
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", CHECKOUT);
+    assert_fires(Bug::DisconnectAfterGrant, Invariant::BusyDisconnected, &s);
+}
+
+#[test]
+fn close_stalled_fires_when_close_never_completes() {
+    let steps = r#"  { at_ms = 0, do = "close", timeout_ms = 100 },"#;
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", steps);
+    assert_fires(Bug::NeverCompleteClose, Invariant::CloseStalled, &s);
+}
+
+#[test]
+fn waiter_stalled_fires_when_a_deadline_is_never_honoured() {
+    // Capacity 0: the acquire can only end at its deadline.
+    let steps = r#"  { at_ms = 0, do = "acquire", client = 0, timeout_ms = 100 },"#;
+    let s = scenario(&format!("max_size = 0\n{QUIET}"), "clients = 1", steps);
+    assert_fires(Bug::NoTimers, Invariant::WaiterStalled, &s);
+}
+
+#[test]
+fn starved_fires_when_healed_probes_fail() {
+    let steps = format!("{CHECKOUT}\n  {{ at_ms = 2, do = \"release\", client = 0 }},");
+    let s = scenario(&format!("max_size = 2\n{QUIET}"), "clients = 2", &steps);
+    assert_fires(Bug::RejectAfterFirst, Invariant::Starved, &s);
+}
+
+#[test]
+fn capacity_stalled_fires_when_returned_conns_go_waiter_to_waiter() {
+    // Two conns borrowed, two waiters queued, capacity cut to 1: the
+    // returns must shrink the pool, not feed the waiters.
+    let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 0, do = "acquire", client = 1 },
+  { at_ms = 1, do = "connect-ok", attempt = 0 },
+  { at_ms = 1, do = "connect-ok", attempt = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },
+  { at_ms = 2, do = "acquire", client = 2 },
+  { at_ms = 2, do = "acquire", client = 3 },
+  { at_ms = 3, do = "set-capacity", capacity = 1 },
+  { at_ms = 4, do = "release", client = 0 },
+  { at_ms = 5, do = "release", client = 1 },
+  { at_ms = 2000, do = "wait" },"#;
+    let s = scenario(&format!("max_size = 2\n{QUIET}"), "clients = 4", steps);
+    assert_fires(Bug::Handoff, Invariant::CapacityStalled, &s);
+}
+
+#[test]
+fn footprint_fires_when_idle_conns_never_drain() {
+    let steps = format!("{CHECKOUT}\n  {{ at_ms = 2, do = \"release\", client = 0 }},");
+    let pool = "max_size = 2\nidle_timeout_ms = 100\nmax_lifetime_ms = 0\nacquire_timeout_ms = 0\nconnect_timeout_ms = 0";
+    let s = scenario(pool, "clients = 2", &steps);
+    assert_fires(Bug::NoTimers, Invariant::Footprint, &s);
+}
+
+#[test]
+fn every_invariant_has_a_test_here() {
+    // The tests above, by the invariant each one trips. Adding an invariant
+    // without a test that makes it fire fails here.
+    let covered = [
+        Invariant::OverCapacity,
+        Invariant::GhostIdle,
+        Invariant::DoubleGrant,
+        Invariant::LostConnection,
+        Invariant::Accounting,
+        Invariant::OpenAfterClose,
+        Invariant::SettingLost,
+        Invariant::BusyDisconnected,
+        Invariant::CloseStalled,
+        Invariant::WaiterStalled,
+        Invariant::Starved,
+        Invariant::CapacityStalled,
+        Invariant::Footprint,
+    ];
+    for invariant in Invariant::ALL {
+        assert!(
+            covered.contains(&invariant),
+            "{invariant} has no test in which it fires"
+        );
+    }
+}
