@@ -1,6 +1,6 @@
 //! Every file in `scenarios/` replayed, each reported as its own test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use pool_sim::run::{Options, Outcome, run_scenario};
@@ -24,7 +24,7 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn replay(path: &PathBuf) -> Result<(), Failed> {
+fn replay(path: &Path) -> Result<(), Failed> {
     let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
     let report = run_scenario(&scenario, Options::default());
     let got = match &report.outcome {
