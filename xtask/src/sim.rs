@@ -66,9 +66,7 @@ pub fn run(args: Args) -> i32 {
             .map(|(_, target)| target_note(target))
             .collect();
         let header = format!(
-            "pool-sim scenario, recorded by `{reproduce} --record {}`.\nReplay: cargo xtask replay {}\nThe seed also drew (not needed to replay):\n{}",
-            path.display(),
-            path.display(),
+            "pool-sim scenario, recorded by `{reproduce} --record`.\nReplay: cargo xtask replay <this file>\nThe seed also drew (not needed to replay):\n{}",
             print::options(&swarm).trim_end()
         );
         if let Err(e) = std::fs::write(path, scenario.to_toml(&header, Some(&notes))) {
