@@ -15,9 +15,12 @@ use pool_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::invariant::{Invariant, Violation};
+
+mod check;
 use crate::pool::SimPool;
 use crate::trace::{Event, Keep, Target, Trace};
 use crate::transition::{Step, Transition};
+use check::tally;
 
 /// The world's own options (the pool's are a `pool_core::Config`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,6 +480,27 @@ impl<P: SimPool> World<P> {
         if self.violation.is_some() || !matches!(self.phase, Phase::Liveness { .. }) {
             return;
         }
+        // Faults are healed and capacity is free, yet requests still wait.
+        self.count(Invariant::Starved);
+        let census = self.census();
+        let limit = self.config.role_conn_limit as usize;
+        let detached = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.view, View::Detached { .. }) && c.session == Session::Open)
+            .count();
+        let room = limit == 0 || detached < limit;
+        if let Some((&request, _)) = self.waiting.first_key_value()
+            && self.close.is_none()
+            && census.borrowed < self.capacity
+            && room
+        {
+            let detail = format!(
+                "{request} still waits at the end of the liveness phase with {} of capacity {} borrowed",
+                census.borrowed, self.capacity
+            );
+            return self.violate(Invariant::Starved, detail);
+        }
         self.count(Invariant::Footprint);
         let closed = self.close.is_some_and(|c| c.completed_at.is_some());
         let drains = closed || self.pool_config.idle_timeout_ms > 0;
@@ -485,7 +509,6 @@ impl<P: SimPool> World<P> {
         } else {
             self.pool_config.min_idle.min(self.capacity)
         };
-        let census = self.census();
         if drains && census.sessions > floor {
             self.violate(
                 Invariant::Footprint,
@@ -898,6 +921,13 @@ impl<P: SimPool> World<P> {
                     );
                 };
                 close.completed_at = Some(self.now);
+                self.count(Invariant::OpenAfterClose);
+                if let Some((conn, _)) = self.conns.iter().find(|(_, c)| c.view == View::Opening) {
+                    let detail = format!(
+                        "close completed while {conn} is still connecting: a connect outlives Close"
+                    );
+                    return self.violate(Invariant::OpenAfterClose, detail);
+                }
                 if leaked != borrowed {
                     self.violate(
                         Invariant::Accounting,
@@ -1056,241 +1086,6 @@ impl<P: SimPool> World<P> {
                 );
             }
         }
-    }
-
-    // ----- checks -----
-
-    fn count(&mut self, invariant: Invariant) {
-        self.counters.checks[invariant.index()] += 1;
-    }
-
-    fn violate(&mut self, invariant: Invariant, detail: String) {
-        if self.violation.is_some() {
-            return;
-        }
-        self.trace.push(self.now, Event::Violation(invariant));
-        self.violation = Some(Violation {
-            invariant,
-            at: self.now,
-            detail,
-        });
-    }
-
-    /// The checks that compare states: each connection the pool reports
-    /// against ground truth, the gauges, and the liveness bounds.
-    fn check_state(&mut self) {
-        if self.violation.is_some() {
-            return;
-        }
-        let census = self.check_conns();
-        if self.violation.is_some() {
-            return;
-        }
-        self.check_gauges(&census);
-        if self.violation.is_some() {
-            return;
-        }
-        self.check_liveness(&census);
-    }
-
-    /// Merge the pool's connections with ground truth, by id.
-    fn check_conns(&mut self) -> Census {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        self.pool.conns(&mut scratch);
-        scratch.sort_unstable();
-        self.count(Invariant::GhostIdle);
-        self.count(Invariant::LostConnection);
-        let mut census = Census::default();
-        let mut problem: Option<(Invariant, String)> = None;
-        let mut reported = scratch.iter().peekable();
-        for (&id, truth) in &self.conns {
-            tally(&mut census, truth);
-            // Connections the pool reports that the truth no longer has.
-            while let Some(&&(pid, pstate)) = reported.peek() {
-                if pid >= id {
-                    break;
-                }
-                reported.next();
-                problem = problem.or_else(|| unknown_conn(pid, pstate));
-            }
-            let state = match reported.peek() {
-                Some(&&(pid, pstate)) if pid == id => {
-                    reported.next();
-                    Some(pstate)
-                }
-                _ => None,
-            };
-            problem = problem.or_else(|| compare(id, state, truth));
-        }
-        for &(pid, pstate) in reported {
-            problem = problem.or_else(|| unknown_conn(pid, pstate));
-        }
-        self.scratch = scratch;
-        if let Some((invariant, detail)) = problem {
-            self.violate(invariant, detail);
-        }
-        census
-    }
-
-    fn check_gauges(&mut self, census: &Census) {
-        self.count(Invariant::Accounting);
-        let stats = self.pool.stats();
-        let truth = [
-            ("opening", census.opening, stats.opening),
-            ("idle", census.pooled, stats.idle),
-            ("borrowed", census.borrowed, stats.borrowed),
-            ("held", census.held(), stats.held),
-            ("waiters", self.waiting.len(), stats.waiters),
-        ];
-        if let Some((name, want, got)) = truth.into_iter().find(|(_, want, got)| want != got) {
-            self.violate(
-                Invariant::Accounting,
-                format!("the pool reports {name}={got}, ground truth is {want}"),
-            );
-        }
-    }
-
-    fn check_liveness(&mut self, census: &Census) {
-        let bound = self.config.liveness_bound_ms;
-        let now = self.now;
-
-        self.count(Invariant::WaiterStalled);
-        if let Some(&(deadline, request)) = self.deadlines.first()
-            && now > deadline.plus_ms(bound)
-        {
-            return self.violate(
-                Invariant::WaiterStalled,
-                format!("{request} still waits; its deadline was {deadline}"),
-            );
-        }
-
-        if let Some(close) = &mut self.close {
-            self.counters.checks[Invariant::CloseStalled.index()] += 1;
-            if close.completed_at.is_none() {
-                if census.held() == 0 {
-                    close.idle_since.get_or_insert(now);
-                } else {
-                    close.idle_since = None;
-                }
-                let late = close.deadline.is_some_and(|d| now > d.plus_ms(bound));
-                let idle_too_long = close.idle_since.is_some_and(|t| now > t.plus_ms(bound));
-                if late || idle_too_long {
-                    let detail = match close.deadline {
-                        Some(d) if late => format!(
-                            "close issued at {} is not complete; its deadline was {d}",
-                            close.issued_at
-                        ),
-                        _ => format!(
-                            "close issued at {} is not complete though nothing is held",
-                            close.issued_at
-                        ),
-                    };
-                    return self.violate(Invariant::CloseStalled, detail);
-                }
-            }
-            return;
-        }
-
-        self.count(Invariant::CapacityStalled);
-        if census.held() > self.capacity {
-            let borrowed = &self.conns;
-            let watch = self.shrink.get_or_insert_with(|| ShrinkWatch {
-                outstanding: borrowed
-                    .iter()
-                    .filter(|(_, c)| matches!(c.view, View::Borrowed { .. }))
-                    .map(|(&id, _)| id)
-                    .collect(),
-                all_back_at: None,
-            });
-            if watch.outstanding.is_empty() {
-                let since = *watch.all_back_at.get_or_insert(now);
-                if now > since.plus_ms(bound) {
-                    self.violate(
-                        Invariant::CapacityStalled,
-                        format!(
-                            "{} held with capacity {} although every borrower since the shrink has returned",
-                            census.held(),
-                            self.capacity
-                        ),
-                    );
-                }
-            }
-        } else {
-            self.shrink = None;
-        }
-    }
-}
-
-fn tally(census: &mut Census, c: &ConnTruth) {
-    match c.view {
-        View::Opening => census.opening += 1,
-        View::Pooled => census.pooled += 1,
-        View::Borrowed { .. } => census.borrowed += 1,
-        View::Detached { .. } | View::Condemned => {}
-    }
-    let live = matches!(c.session, Session::Connecting | Session::Open);
-    if live && !matches!(c.view, View::Detached { .. }) {
-        census.sessions += 1;
-    }
-    if c.session == Session::Open {
-        census.open_sessions += 1;
-    }
-}
-
-/// The pool reports a connection the truth does not have.
-fn unknown_conn(conn: ConnId, state: ConnState) -> Option<(Invariant, String)> {
-    Some(match state {
-        ConnState::Idle => (
-            Invariant::GhostIdle,
-            format!("the pool holds {conn} as idle, but it is dead or was never connected"),
-        ),
-        _ => (
-            Invariant::Accounting,
-            format!("the pool tracks {conn} as {state:?}, but it has let go of it"),
-        ),
-    })
-}
-
-/// The pool's state for a connection against its ground truth.
-fn compare(
-    conn: ConnId,
-    state: Option<ConnState>,
-    truth: &ConnTruth,
-) -> Option<(Invariant, String)> {
-    use ConnState as S;
-    let bad = |invariant: Invariant, what: &str| {
-        Some((
-            invariant,
-            format!("{conn}: the pool has it {state:?}, {what}"),
-        ))
-    };
-    match (state, truth.view) {
-        (Some(S::Opening), View::Opening)
-        | (Some(S::Idle), View::Pooled)
-        | (Some(S::Borrowed), View::Borrowed { .. })
-        | (None, View::Detached { .. }) => None,
-        (Some(S::Idle), View::Opening) => {
-            bad(Invariant::GhostIdle, "but it was never reported connected")
-        }
-        (Some(S::Idle), View::Condemned) => bad(Invariant::GhostIdle, "but it was returned broken"),
-        (None, View::Condemned) if truth.session == Session::Closed => None,
-        (None, View::Condemned) => bad(
-            Invariant::LostConnection,
-            "but it was returned broken and never disconnected: its session stays open",
-        ),
-        (None, view) => bad(
-            Invariant::LostConnection,
-            &format!("but by the protocol it is {view:?}"),
-        ),
-        (Some(_), View::Detached { client }) => bad(
-            Invariant::Accounting,
-            &format!("but client {client} detached it: a slot held for nothing"),
-        ),
-        (Some(_), view) => bad(
-            Invariant::Accounting,
-            &format!("but by the protocol it is {view:?}"),
-        ),
     }
 }
 
