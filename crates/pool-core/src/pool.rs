@@ -470,7 +470,9 @@ impl Pool {
         }
         if self.held() > self.capacity {
             self.shrink();
-            return;
+            if self.held() > self.capacity {
+                return; // only borrowed conns left over: they shrink on return
+            }
         }
         // Strictly FIFO over waiters (rule 2): the oldest waiter takes the
         // most recently returned idle connection with its setting, else any

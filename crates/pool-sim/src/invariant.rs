@@ -30,6 +30,9 @@ pub enum Invariant {
     SettingLost,
     /// The pool disconnected a borrowed or detached connection.
     BusyDisconnected,
+    /// A request waits while an idle connection sits in the pool and the
+    /// pool is within capacity: a waiter sleeps though it could be served.
+    IdleWhileWaiting,
     /// Close not complete by its deadline, or not complete once nothing is
     /// held (plus the liveness bound).
     CloseStalled,
@@ -53,7 +56,7 @@ pub enum Kind {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::OverCapacity,
         Invariant::GhostIdle,
         Invariant::DoubleGrant,
@@ -62,6 +65,7 @@ impl Invariant {
         Invariant::OpenAfterClose,
         Invariant::SettingLost,
         Invariant::BusyDisconnected,
+        Invariant::IdleWhileWaiting,
         Invariant::CloseStalled,
         Invariant::WaiterStalled,
         Invariant::Starved,
@@ -79,6 +83,7 @@ impl Invariant {
             Invariant::OpenAfterClose => "open-after-close",
             Invariant::SettingLost => "setting-lost",
             Invariant::BusyDisconnected => "busy-disconnected",
+            Invariant::IdleWhileWaiting => "idle-while-waiting",
             Invariant::CloseStalled => "close-stalled",
             Invariant::WaiterStalled => "waiter-stalled",
             Invariant::Starved => "starved",

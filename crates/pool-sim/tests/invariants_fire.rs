@@ -31,6 +31,9 @@ enum Bug {
     GrantDropsSetting,
     /// Every grant is followed by a disconnect of the granted conn.
     DisconnectAfterGrant,
+    /// An acquire that arrives while a conn is idle is left waiting (it is
+    /// never looked at).
+    SleepWhileIdle,
     /// `CloseComplete` is never emitted.
     NeverCompleteClose,
     /// Timers never fire.
@@ -51,6 +54,8 @@ struct Faulty {
     waiting: VecDeque<(RequestId, Option<Setting>)>,
     last_grant: Option<ConnId>,
     acquires: u64,
+    /// Acquires the wrapper keeps waiting without telling the pool.
+    asleep: usize,
 }
 
 impl Faulty {
@@ -62,6 +67,7 @@ impl Faulty {
             waiting: VecDeque::new(),
             last_grant: None,
             acquires: 0,
+            asleep: 0,
         };
         faulty.pull();
         faulty
@@ -128,6 +134,10 @@ impl SimPool for Faulty {
     fn handle(&mut self, now: Time, input: Input) -> Result<(), InputError> {
         match (self.bug, &input) {
             (Bug::IgnoreClosed, Input::Closed { .. }) => return Ok(()),
+            (Bug::SleepWhileIdle, Input::Acquire { .. }) if self.inner.stats().idle > 0 => {
+                self.asleep += 1;
+                return Ok(());
+            }
             (Bug::DetachKeepsSlot, Input::Detach { .. }) => return Ok(()),
             (Bug::RejectAfterFirst, Input::Acquire { request, .. }) if self.acquires > 0 => {
                 self.out.push_back(Command::Reject {
@@ -211,7 +221,9 @@ impl SimPool for Faulty {
     }
 
     fn stats(&self) -> Stats {
-        self.inner.stats()
+        let mut stats = self.inner.stats();
+        stats.waiters += self.asleep;
+        stats
     }
 
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>) {
@@ -326,6 +338,15 @@ fn busy_disconnected_fires_when_a_borrowed_conn_is_disconnected() {
 }
 
 #[test]
+fn idle_while_waiting_fires_when_a_waiter_sleeps_beside_an_idle_conn() {
+    let steps = format!(
+        "{CHECKOUT}\n  {{ at_ms = 2, do = \"release\", client = 0 }},\n  {{ at_ms = 3, do = \"acquire\", client = 0 }},"
+    );
+    let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", &steps);
+    assert_fires(Bug::SleepWhileIdle, Invariant::IdleWhileWaiting, &s);
+}
+
+#[test]
 fn close_stalled_fires_when_close_never_completes() {
     let steps = r#"  { at_ms = 0, do = "close", timeout_ms = 100 },"#;
     let s = scenario(&format!("max_size = 1\n{QUIET}"), "clients = 1", steps);
@@ -389,6 +410,7 @@ fn every_invariant_has_a_test_here() {
         Invariant::OpenAfterClose,
         Invariant::SettingLost,
         Invariant::BusyDisconnected,
+        Invariant::IdleWhileWaiting,
         Invariant::CloseStalled,
         Invariant::WaiterStalled,
         Invariant::Starved,

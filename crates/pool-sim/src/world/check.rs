@@ -40,6 +40,20 @@ impl<P: SimPool> World<P> {
         if self.violation.is_some() {
             return;
         }
+        self.count(Invariant::IdleWhileWaiting);
+        if census.pooled > 0
+            && census.held() <= self.capacity
+            && self.close.is_none()
+            && let Some(&request) = self.waiting.keys().next()
+        {
+            let detail = format!(
+                "{request} waits while {} idle connection(s) sit in the pool ({} held, capacity {})",
+                census.pooled,
+                census.held(),
+                self.capacity
+            );
+            return self.violate(Invariant::IdleWhileWaiting, detail);
+        }
         self.check_liveness(&census);
     }
 
