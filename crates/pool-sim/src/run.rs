@@ -79,9 +79,20 @@ pub struct Report {
 /// Run seed `seed` with `events` safety-phase steps against the reference
 /// pool. Returns the options the seed drew and the report.
 pub fn run_seed(seed: u64, events: u64, options: Options) -> (Swarm, Report) {
+    run_seed_with(seed, events, options, |config| Pool::new(config.clone()))
+}
+
+/// Run seed `seed` against any pool: `make` builds it from the config the
+/// seed drew.
+pub fn run_seed_with<P: SimPool>(
+    seed: u64,
+    events: u64,
+    options: Options,
+    make: impl FnOnce(&Config) -> P,
+) -> (Swarm, Report) {
     let mut rng = Rng::new(seed);
     let swarm = Swarm::draw(&mut rng, events);
-    let pool = Pool::new(swarm.pool.clone());
+    let pool = make(&swarm.pool);
     let mut generator = Generator::new(swarm.clone(), rng, events);
     let report = run(
         pool,
