@@ -15,17 +15,28 @@
 //! hold): they are values, and the pool is unchanged. Events the transport
 //! may legitimately deliver late or twice (a `Connected` after `Closed`) are
 //! not errors: they are ignored and counted in [`Stats`].
+//!
+//! Beside the pool: the dynamic-pool [`Registry`] (one pool per key, as
+//! pg_doorman has) and the orphan [`Watchdog`] of a process that owns a pool
+//! (as postgres-mcp needed). With the `mutations` feature, each can run with
+//! one of the seed reports' bugs put back ([`Mutation`]).
 
 mod config;
 mod error;
+mod mutation;
 mod pool;
 mod protocol;
+mod registry;
 mod stats;
 mod types;
+mod watchdog;
 
 pub use config::Config;
 pub use error::{AcquireError, CancelError, CloseError, InputError, ReturnError};
+pub use mutation::{Mutation, UnknownMutation};
 pub use pool::{ConnState, Pool};
 pub use protocol::{AbortReason, Command, DisconnectReason, Input, RejectReason};
+pub use registry::{Key, Login, PoolId, Registry, RegistryError};
 pub use stats::{Lifecycle, Stats};
 pub use types::{ConnId, RequestId, Setting, Time};
+pub use watchdog::{Watchdog, WatchdogAction};

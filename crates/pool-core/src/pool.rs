@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::{Config, enabled};
 use crate::error::{AcquireError, CancelError, CloseError, InputError, ReturnError};
+use crate::mutation::{Active, Mutation};
 use crate::protocol::{AbortReason, Command, DisconnectReason, Input, RejectReason};
 use crate::stats::{Lifecycle, Stats};
 use crate::types::{ConnId, RequestId, Setting, Time};
@@ -63,6 +64,7 @@ pub struct Pool {
     commands: VecDeque<Command>,
     counts: Counts,
     stats: Stats,
+    mutation: Active,
 }
 
 #[derive(Debug)]
@@ -78,6 +80,20 @@ struct Conn {
     expired: bool,
     /// The transport reported it closed while borrowed: drop on return.
     broken: bool,
+}
+
+impl Conn {
+    fn opening(setting: Option<Setting>, connect_deadline: Option<Time>) -> Conn {
+        Conn {
+            state: ConnState::Opening,
+            setting,
+            connect_deadline,
+            idle_deadline: None,
+            lifetime_deadline: None,
+            expired: false,
+            broken: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -154,9 +170,17 @@ impl Pool {
             commands: VecDeque::new(),
             counts: Counts::default(),
             stats: Stats::default(),
+            mutation: Active::default(),
         };
         pool.serve();
         pool
+    }
+
+    /// Put one of the seed reports' bugs back (`None`: the reference pool).
+    /// Only with the `mutations` feature.
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&mut self, mutation: Option<Mutation>) {
+        self.mutation.set(mutation);
     }
 
     // ----- getters -----
@@ -277,6 +301,16 @@ impl Pool {
             self.reopen(conn, setting);
         } else if self.lifecycle != Lifecycle::Open {
             self.disconnect(conn, DisconnectReason::Closing);
+        } else if self.held() > self.capacity
+            && self.mutation.is(Mutation::HandoffWhileOverCapacity)
+            && !self.waiters.is_empty()
+        {
+            // Vitess before #20122: tryReturnConn handed the conn to the
+            // next waiter even while active > capacity.
+            self.make_idle(conn);
+            let conn = self.idle.pop_back().expect("just made idle");
+            let waiter = self.waiters.pop_front().expect("checked non-empty");
+            self.grant(waiter, conn);
         } else if self.held() > self.capacity {
             self.disconnect(conn, DisconnectReason::OverCapacity);
         } else {
@@ -309,6 +343,11 @@ impl Pool {
         self.check_borrowed(conn)?;
         self.advance(now);
         self.stats.detached += 1;
+        if self.mutation.is(Mutation::DetachKeepsSlot) {
+            // Hatchet before #3701: `poolConn.Conn()` instead of `Hijack()`;
+            // the wrapper is never released, so the slot stays borrowed.
+            return Ok(());
+        }
         self.forget(conn);
         self.after_slot_change();
         Ok(())
@@ -338,6 +377,14 @@ impl Pool {
                 self.after_slot_change();
             }
             Some(_) => self.stats.stale_events += 1,
+            None if self.mutation.is(Mutation::AcceptStaleConnect) && conn.0 < self.next_conn => {
+                // Bun before #30950: #onConnected did not check that the
+                // conn was still pending and re-added it to readyConnections.
+                self.conns.insert(conn, Conn::opening(None, None));
+                self.counts.opening += 1;
+                self.make_idle(conn);
+                self.after_slot_change();
+            }
             None => self.count_ignored(conn),
         }
     }
@@ -570,10 +617,18 @@ impl Pool {
     /// are served by `serve`, with their own settings.
     fn reopen(&mut self, old: ConnId, setting: Option<Setting>) {
         let floor = self.config.min_idle.min(self.capacity);
-        if self.lifecycle == Lifecycle::Open
-            && self.held() < self.capacity
-            && self.counts.idle + self.counts.opening < floor
-        {
+        // Vitess before #20122 reopened with a context Close could not
+        // cancel, so a reopen went ahead after Close began.
+        let open =
+            self.lifecycle == Lifecycle::Open || self.mutation.is(Mutation::ReopenIgnoresClose);
+        if open && self.held() < self.capacity && self.counts.idle + self.counts.opening < floor {
+            // Vitess before #20122: connReopen read Setting() after replacing
+            // the conn, so the reopened conn came back clean.
+            let setting = if self.mutation.is(Mutation::ReopenDropsSetting) {
+                None
+            } else {
+                setting
+            };
             self.stats.reopened += 1;
             self.open(setting, Some(old));
         }
@@ -585,18 +640,8 @@ impl Pool {
         let connect_deadline =
             enabled(self.config.connect_timeout_ms).map(|ms| self.now.plus_ms(ms));
         self.timers.arm(connect_deadline, Timer::Connect(conn));
-        self.conns.insert(
-            conn,
-            Conn {
-                state: ConnState::Opening,
-                setting,
-                connect_deadline,
-                idle_deadline: None,
-                lifetime_deadline: None,
-                expired: false,
-                broken: false,
-            },
-        );
+        self.conns
+            .insert(conn, Conn::opening(setting, connect_deadline));
         self.counts.opening += 1;
         self.stats.opened += 1;
         self.emit(Command::Open {
