@@ -5,8 +5,10 @@
 //! profile) and drives cargo for everything else.
 
 mod ci;
+mod hunt;
 mod print;
 mod replay;
+mod seeds;
 mod sim;
 mod sweep;
 
@@ -32,6 +34,7 @@ enum Command {
     Sim(sim::Args),
     Sweep(sweep::Args),
     Replay(replay::Args),
+    Hunt(hunt::Args),
     Ci(ci::Args),
 }
 
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Hunt(args) => hunt::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -145,3 +145,29 @@ pub fn failure(report: &Report) -> String {
 pub fn seconds(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
+
+/// What a recorded step resolved to, as a comment for scenario files.
+pub fn target_note(target: &pool_sim::Target) -> String {
+    use pool_sim::Target;
+    match target {
+        Target::World => String::new(),
+        Target::Client {
+            client,
+            request,
+            conn,
+        } => {
+            let mut s = format!("client {client}");
+            if let Some(r) = request {
+                s.push_str(&format!(" {r}"));
+            }
+            if let Some(c) = conn {
+                s.push_str(&format!(" {c}"));
+            }
+            s
+        }
+        Target::Conn(p, c) => pool_sim::world::Qualified(*p, *c).to_string(),
+        Target::Pool(p) => format!("P{p}"),
+        Target::Signal(s) => s.to_string(),
+        Target::Skipped(why) => format!("skipped: {why}"),
+    }
+}

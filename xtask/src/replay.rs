@@ -2,16 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-use pool_sim::{Expect, Keep, Options, Outcome, Scenario, run_scenario, scenario::files_in};
+use pool_sim::{
+    Expect, Keep, Mutation, Options, Outcome, Scenario, run_scenario, scenario::files_in,
+};
 
 use crate::print;
 
 /// Replay a scenario file, or every `*.toml` under a directory, and check
-/// each ends as its `expect` says.
+/// each ends as its `expect` says. A scenario with a `mutation` must end so
+/// with the mutation, and pass without it.
 #[derive(clap::Args)]
 pub struct Args {
     /// A scenario file or a directory of them.
     path: PathBuf,
+    /// Run with this seed report's bug put back instead of the file's own
+    /// (then the outcome is shown, not compared with `expect`).
+    #[arg(long, value_name = "NAME")]
+    mutation: Option<Mutation>,
     /// Print one line per event as it happens.
     #[arg(long, short)]
     verbose: bool,
@@ -39,7 +46,7 @@ pub fn run(args: Args) -> i32 {
     let mut worst = 0;
     let mut failed = 0;
     for file in &files {
-        let code = replay_one(file, args.verbose);
+        let code = replay_one(file, args.mutation, args.verbose);
         if code != 0 {
             failed += 1;
             worst = worst.max(code);
@@ -56,7 +63,7 @@ pub fn run(args: Args) -> i32 {
 }
 
 /// Replay one file; 0 when it ends as expected.
-fn replay_one(path: &Path, verbose: bool) -> i32 {
+fn replay_one(path: &Path, mutation: Option<Mutation>, verbose: bool) -> i32 {
     let scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -65,42 +72,89 @@ fn replay_one(path: &Path, verbose: bool) -> i32 {
         }
     };
     let keep = if verbose { Keep::Echo } else { Keep::Tail };
-    let report = run_scenario(
-        &scenario,
-        Options {
+    let steps = scenario.steps.len();
+    if let Some(m) = mutation {
+        // An explicit mutation: show what it does to this scenario.
+        let options = Options {
             keep,
             record: false,
-        },
-    );
-    let got = match &report.outcome {
-        Outcome::Pass => Some(Expect::Pass),
-        Outcome::Violated(v) => Some(Expect::Violation(v.invariant)),
-        Outcome::Panicked { .. } => None,
-    };
-    let steps = scenario.steps.len();
-    if got == Some(scenario.expect) {
+            mutation: Some(m),
+        };
+        let report = run_scenario(&scenario, options);
         println!(
-            "ok   {} ({} steps, expect {}, trace {:016x})",
+            "{}: with {m}: {}",
             path.display(),
-            steps,
-            scenario.expect,
-            report.trace_hash
+            print::outcome_line(&report.outcome)
         );
-        return 0;
+        print!("{}", print::failure(&report));
+        return report.outcome.exit_code();
     }
-    println!(
-        "FAIL {}: expected {}, got {}",
+    let options = Options {
+        keep,
+        ..Options::default()
+    };
+    let report = run_scenario(&scenario, options);
+    if !ends_as(&report.outcome, scenario.expect) {
+        let with = scenario
+            .mutation
+            .map(|m| format!(" with {m}"))
+            .unwrap_or_default();
+        println!(
+            "FAIL {}{with}: expected {}, got {}",
+            path.display(),
+            scenario.expect,
+            print::outcome_line(&report.outcome)
+        );
+        print!("{}", print::failure(&report));
+        println!(
+            "  see every event: cargo xtask replay {} --verbose",
+            path.display()
+        );
+        return failure_code(&report.outcome);
+    }
+    let mut line = format!(
+        "ok   {} ({steps} steps, expect {}, trace {:016x})",
         path.display(),
         scenario.expect,
-        print::outcome_line(&report.outcome)
+        report.trace_hash
     );
-    print!("{}", print::failure(&report));
-    println!(
-        "  see every event: cargo xtask replay {} --verbose",
-        path.display()
-    );
-    match report.outcome {
+    if let Some(m) = scenario.mutation {
+        // The other direction: without the bug, the same steps pass.
+        let clean = Scenario {
+            mutation: None,
+            ..scenario.clone()
+        };
+        let report = run_scenario(&clean, Options::default());
+        if report.outcome != Outcome::Pass {
+            println!(
+                "FAIL {}: without {m} it must pass, got {}",
+                path.display(),
+                print::outcome_line(&report.outcome)
+            );
+            print!("{}", print::failure(&report));
+            return failure_code(&report.outcome);
+        }
+        line = format!(
+            "ok   {} ({steps} steps, {} with {m}, pass without it)",
+            path.display(),
+            scenario.expect
+        );
+    }
+    println!("{line}");
+    0
+}
+
+fn ends_as(outcome: &Outcome, expect: Expect) -> bool {
+    match (outcome, expect) {
+        (Outcome::Pass, Expect::Pass) => true,
+        (Outcome::Violated(v), Expect::Violation(i)) => v.invariant == i,
+        _ => false,
+    }
+}
+
+fn failure_code(outcome: &Outcome) -> i32 {
+    match outcome {
         Outcome::Pass => 1,
-        ref outcome => outcome.exit_code(),
+        other => other.exit_code(),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pool_sim::{Expect, Keep, Options, Outcome, Scenario};
+use pool_sim::{Expect, Keep, Mutation, Options, Outcome, Scenario};
 
 use crate::print;
 
@@ -17,6 +17,9 @@ pub struct Args {
     /// Steps in the safety phase (faults on) before the liveness phase.
     #[arg(long, default_value_t = DEFAULT_EVENTS)]
     events: u64,
+    /// Put a seed report's bug back into the core (see `cargo xtask hunt`).
+    #[arg(long, value_name = "NAME")]
+    mutation: Option<Mutation>,
     /// Write the run as a scenario file that replays it without the RNG.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
@@ -31,8 +34,13 @@ pub fn run(args: Args) -> i32 {
     let options = Options {
         keep: if args.verbose { Keep::Echo } else { Keep::Tail },
         record: args.record.is_some(),
+        mutation: args.mutation,
     };
-    println!("pool-sim: seed {}, {} events", args.seed, args.events);
+    print!("pool-sim: seed {}, {} events", args.seed, args.events);
+    match args.mutation {
+        Some(m) => println!(", mutation {m} (seed {})", m.seed_report()),
+        None => println!(),
+    }
     let mut rng = pool_sim::swarm::Rng::new(args.seed);
     let swarm = pool_sim::Swarm::draw(&mut rng, args.events);
     print!("{}", print::options(&swarm));
@@ -42,10 +50,14 @@ pub fn run(args: Args) -> i32 {
     let (_, report) = pool_sim::run_seed(args.seed, args.events, options);
     print!("{}", print::summary(&report));
     print!("{}", print::failure(&report));
-    let reproduce = reproduce_command(args.seed, args.events);
+    let reproduce = reproduce_command(args.seed, args.events, args.mutation);
     if report.outcome != Outcome::Pass {
         println!("\nreproduce: {reproduce}");
-        println!("  add --verbose for every event, --record FILE to keep it as a scenario");
+        println!("  add --verbose for every event, --record FILE to keep it as a scenario,");
+        println!(
+            "  or shrink it: {}",
+            reproduce.replace(" sim ", " shrink ") + " --out FILE"
+        );
     }
     if let Some(path) = &args.record {
         let scenario = Scenario {
@@ -55,6 +67,7 @@ pub fn run(args: Args) -> i32 {
                 Some(invariant) => Expect::Violation(invariant),
                 None => Expect::Pass,
             },
+            mutation: args.mutation,
             seed: Some(args.seed),
             pool: swarm.pool.clone(),
             world: swarm.world.clone(),
@@ -63,7 +76,7 @@ pub fn run(args: Args) -> i32 {
         let notes: Vec<String> = report
             .recorded
             .iter()
-            .map(|(_, target)| target_note(target))
+            .map(|(_, target)| print::target_note(target))
             .collect();
         let header = format!(
             "pool-sim scenario, recorded by `{reproduce} --record`.\nReplay: cargo xtask replay <this file>\nThe seed also drew (not needed to replay):\n{}",
@@ -83,34 +96,14 @@ pub fn run(args: Args) -> i32 {
     report.outcome.exit_code()
 }
 
-pub fn reproduce_command(seed: u64, events: u64) -> String {
-    if events == DEFAULT_EVENTS {
-        format!("cargo xtask sim --seed {seed}")
-    } else {
-        format!("cargo xtask sim --seed {seed} --events {events}")
+/// The command that reruns a seed exactly.
+pub fn reproduce_command(seed: u64, events: u64, mutation: Option<Mutation>) -> String {
+    let mut command = format!("cargo xtask sim --seed {seed}");
+    if events != DEFAULT_EVENTS {
+        command.push_str(&format!(" --events {events}"));
     }
-}
-
-fn target_note(target: &pool_sim::Target) -> String {
-    use pool_sim::Target;
-    match target {
-        Target::World => String::new(),
-        Target::Client {
-            client,
-            request,
-            conn,
-        } => {
-            let mut s = format!("client {client}");
-            if let Some(r) = request {
-                s.push_str(&format!(" {r}"));
-            }
-            if let Some(c) = conn {
-                s.push_str(&format!(" {c}"));
-            }
-            s
-        }
-        Target::Conn(c) => c.to_string(),
-        Target::Signal(s) => s.to_string(),
-        Target::Skipped(why) => format!("skipped: {why}"),
+    if let Some(m) = mutation {
+        command.push_str(&format!(" --mutation {m}"));
     }
+    command
 }

@@ -2,15 +2,13 @@
 
 use std::io::IsTerminal;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use pool_sim::{Options, Outcome};
+use pool_sim::{Mutation, Outcome};
 
-use crate::print;
 use crate::sim::{DEFAULT_EVENTS, reproduce_command};
+use crate::{print, seeds};
 
 /// Run a range of seeds across cores: a progress bar, a summary, and every
 /// failure with the command that reproduces it.
@@ -29,12 +27,15 @@ pub struct Args {
     /// For splitting a sweep across CI matrix jobs or machines.
     #[arg(long, value_parser = parse_shard, value_name = "K/N")]
     shard: Option<(u64, u64)>,
+    /// Put a seed report's bug back into the core.
+    #[arg(long, value_name = "NAME")]
+    mutation: Option<Mutation>,
     /// Failures listed in full (the rest are counted).
     #[arg(long, default_value_t = 10)]
     show: usize,
 }
 
-fn parse_range(s: &str) -> Result<Range<u64>, String> {
+pub fn parse_range(s: &str) -> Result<Range<u64>, String> {
     let (a, b) = s
         .split_once("..")
         .ok_or_else(|| format!("`{s}` is not a range like 0..1000"))?;
@@ -58,13 +59,6 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     Ok((k, n))
 }
 
-/// One seed's result, as the workers send it.
-struct Done {
-    seed: u64,
-    outcome: Outcome,
-    events: u64,
-}
-
 pub fn run(args: Args) -> i32 {
     let seeds: Vec<u64> = match args.shard {
         Some((k, n)) => args
@@ -74,83 +68,48 @@ pub fn run(args: Args) -> i32 {
             .collect(),
         None => args.seeds.clone().collect(),
     };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = seeds::jobs(args.jobs);
     let shard = args
         .shard
         .map(|(k, n)| format!(", shard {k}/{n}"))
         .unwrap_or_default();
+    let mutation = args
+        .mutation
+        .map(|m| format!(", mutation {m}"))
+        .unwrap_or_default();
     println!(
-        "sweep: seeds {}..{}{shard} ({} seeds), {} events each, {jobs} jobs",
+        "sweep: seeds {}..{}{shard} ({} seeds), {} events each{mutation}, {jobs} jobs",
         args.seeds.start,
         args.seeds.end,
         seeds.len(),
         args.events
     );
-
-    // Each run catches its own panics; keep their messages out of the bar.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
     #[allow(clippy::disallowed_methods)] // wall time of the sweep, reported only
     let started = Instant::now();
     let bar = progress_bar(seeds.len() as u64);
-    let next = AtomicU64::new(0);
-    let (tx, rx) = mpsc::channel::<Done>();
-    let mut failures: Vec<Done> = Vec::new();
-    let mut events = 0u64;
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            let tx = tx.clone();
-            let (next, seeds) = (&next, &seeds);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(&seed) = seeds.get(i) else { break };
-                    let (_, report) = pool_sim::run_seed(seed, args.events, Options::default());
-                    let c = &report.counters;
-                    let done = Done {
-                        seed,
-                        outcome: report.outcome,
-                        events: c.steps + c.timeouts,
-                    };
-                    if tx.send(done).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut finished = 0u64;
-        let step = (seeds.len() as u64 / 10).max(1);
-        for done in rx {
-            finished += 1;
-            events += done.events;
-            if done.outcome != Outcome::Pass {
+    let step = (seeds.len() as u64 / 10).max(1);
+    let (mut finished, mut failed) = (0u64, 0usize);
+    let batch = seeds::run(&seeds, args.events, args.mutation, jobs, false, |result| {
+        finished += 1;
+        if result.outcome != Outcome::Pass {
+            failed += 1;
+            if failed <= args.show {
                 bar.println(format!(
                     "seed {}: {}",
-                    done.seed,
-                    print::outcome_line(&done.outcome)
+                    result.seed,
+                    print::outcome_line(&result.outcome)
                 ));
-                failures.push(done);
             }
-            bar.set_message(format!("{} failed", failures.len()));
-            bar.inc(1);
-            if bar.is_hidden() && finished % step == 0 {
-                println!(
-                    "  {finished}/{} seeds, {} failed",
-                    seeds.len(),
-                    failures.len()
-                );
-            }
+        }
+        bar.set_message(format!("{failed} failed"));
+        bar.inc(1);
+        if bar.is_hidden() && finished % step == 0 {
+            println!("  {finished}/{} seeds, {failed} failed", seeds.len());
         }
     });
     bar.finish_and_clear();
-    std::panic::set_hook(default_hook);
     let wall = started.elapsed().as_secs_f64();
-
-    failures.sort_by_key(|d| d.seed);
+    let failures = batch.failures;
     println!(
         "swept {} seeds in {wall:.2}s: {} passed, {} failed",
         seeds.len(),
@@ -158,8 +117,9 @@ pub fn run(args: Args) -> i32 {
         failures.len()
     );
     println!(
-        "  {events} events ({:.0} events/s, {:.0} seeds/s on {jobs} jobs)",
-        events as f64 / wall,
+        "  {} events ({:.0} events/s, {:.0} seeds/s on {jobs} jobs)",
+        batch.events,
+        batch.events as f64 / wall,
         seeds.len() as f64 / wall
     );
     if failures.is_empty() {
@@ -182,7 +142,7 @@ pub fn run(args: Args) -> i32 {
     for f in failures.iter().take(args.show) {
         println!(
             "  {}    # {}",
-            reproduce_command(f.seed, args.events),
+            reproduce_command(f.seed, args.events, args.mutation),
             print::outcome_line(&f.outcome)
         );
     }
@@ -195,7 +155,7 @@ pub fn run(args: Args) -> i32 {
     failures[0].outcome.exit_code()
 }
 
-fn progress_bar(len: u64) -> ProgressBar {
+pub fn progress_bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -151,16 +151,16 @@ impl Timers {
 }
 
 impl Pool {
-    /// A pool with `config`. If `min_idle` is set, its first `Open`s are
-    /// already queued: drain [`poll_command`](Pool::poll_command).
-    pub fn new(config: Config) -> Pool {
+    /// A pool with `config`, made at `now`. If `min_idle` is set, its first
+    /// `Open`s are already queued: drain [`poll_command`](Pool::poll_command).
+    pub fn new(now: Time, config: Config) -> Pool {
         let capacity = config.max_size;
         let mut pool = Pool {
             config,
             capacity,
             lifecycle: Lifecycle::Open,
             close_deadline: None,
-            now: Time::ZERO,
+            now,
             next_conn: 0,
             conns: BTreeMap::new(),
             idle: VecDeque::new(),

@@ -45,7 +45,7 @@ fn quiet(max_size: usize) -> Config {
 
 /// A pool of `config` running `mutation`, its first commands drained.
 fn pool(config: Config, mutation: Option<Mutation>) -> (Pool, Vec<Command>) {
-    let mut pool = Pool::new(config);
+    let mut pool = Pool::new(Time::ZERO, config);
     pool.set_mutation(mutation);
     let cmds = drain(&mut pool);
     (pool, cmds)

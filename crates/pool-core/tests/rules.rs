@@ -138,7 +138,7 @@ fn checkout(pool: &mut Pool, now: u64, request: u64, setting: Option<Setting>) -
 /// A pool of `max_size` holding one idle connection per setting, c0 first
 /// (the least recently returned).
 fn idle_pool(max_size: usize, settings: &[Option<Setting>]) -> Pool {
-    let mut pool = Pool::new(quiet(max_size));
+    let mut pool = Pool::new(Time::ZERO, quiet(max_size));
     let taken: Vec<ConnId> = settings
         .iter()
         .zip(0..)
@@ -155,10 +155,13 @@ fn idle_pool(max_size: usize, settings: &[Option<Setting>]) -> Pool {
 /// A pool of one with an idle floor of one, whose only conn c0 (connected
 /// at 0) has been handed out with `setting`; the retired conn is needed.
 fn floor_pool_with_borrowed(config: Config, setting: Option<Setting>) -> Pool {
-    let mut pool = Pool::new(Config {
-        min_idle: 1,
-        ..config
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 1,
+            ..config
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_connected(t(0), c(0));
     acquire(&mut pool, 0, 0, setting);
@@ -175,7 +178,7 @@ fn snapshot(pool: &Pool) -> (Stats, Vec<(ConnId, ConnState)>, Option<Time>) {
 
 #[test]
 fn rule_01_open_never_exceeds_capacity() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     for i in 0..4 {
         acquire(&mut pool, 0, i, None);
     }
@@ -193,10 +196,13 @@ fn rule_01_open_never_exceeds_capacity() {
 
 #[test]
 fn rule_01_min_idle_is_capped_by_capacity() {
-    let mut pool = Pool::new(Config {
-        min_idle: 5,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 5,
+            ..quiet(2)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
     pool.handle_connected(t(0), c(0));
     pool.handle_connected(t(0), c(1));
@@ -208,7 +214,7 @@ fn rule_01_min_idle_is_capped_by_capacity() {
 
 #[test]
 fn rule_02_waiters_served_fifo() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     for i in 1..=3 {
         acquire(&mut pool, i, i, None);
@@ -228,7 +234,7 @@ fn rule_02_waiters_served_fifo_across_settings() {
     // The oldest waiter wants a setting no connection has: a returned
     // connection still goes to it (re-applying the setting) rather than to a
     // younger waiter whose setting matches.
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, A);
     acquire(&mut pool, 2, 2, None);
@@ -242,7 +248,7 @@ fn rule_02_waiters_served_fifo_across_settings() {
 
 #[test]
 fn rule_02_connects_finishing_out_of_order_serve_oldest_waiter_first() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     acquire(&mut pool, 0, 0, A);
     acquire(&mut pool, 0, 1, B);
     // Each connect is opened with the setting of the waiter it is for.
@@ -273,7 +279,7 @@ fn rule_02_idle_conn_with_wanted_setting_preferred() {
 
 #[test]
 fn rule_03_release_serves_waiter() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     assert_eq!(drain(&mut pool), vec![]);
@@ -287,10 +293,13 @@ fn rule_03_release_serves_waiter() {
 
 #[test]
 fn rule_03_connect_error_reaches_waiter_promptly() {
-    let mut pool = Pool::new(Config {
-        reconnect_backoff_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            reconnect_backoff_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     acquire(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -308,7 +317,7 @@ fn rule_03_connect_error_reaches_waiter_promptly() {
 
 #[test]
 fn rule_03_connect_error_with_connect_still_in_flight_opens_nothing_more() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     acquire(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
@@ -325,7 +334,7 @@ fn rule_03_connect_error_with_connect_still_in_flight_opens_nothing_more() {
 
 #[test]
 fn rule_03_conn_closed_while_borrowed_serves_waiter_on_return() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     pool.handle_closed(t(2), c0);
@@ -342,10 +351,13 @@ fn rule_03_conn_closed_while_borrowed_serves_waiter_on_return() {
 
 #[test]
 fn rule_03_server_close_of_idle_conn_refills_min_idle() {
-    let mut pool = Pool::new(Config {
-        min_idle: 1,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 1,
+            ..quiet(2)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_connected(t(0), c(0));
     assert_eq!(drain(&mut pool), vec![]);
@@ -358,7 +370,7 @@ fn rule_03_server_close_of_idle_conn_refills_min_idle() {
 
 #[test]
 fn rule_03_waiter_deadline_rejects_with_timeout() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_acquire(t(0), r(1), None, Some(t(500))).unwrap();
     assert_eq!(pool.poll_timeout(), Some(t(500)));
@@ -380,7 +392,7 @@ fn rule_03_waiter_deadline_rejects_with_timeout() {
 #[test]
 fn rule_04_stale_connected_after_closed_is_ignored_and_counted() {
     // Bun: FIN with ReadyForQuery, on_close first, deferred on_connect after.
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     acquire(&mut pool, 0, 0, None);
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_closed(t(1), c(0));
@@ -409,7 +421,7 @@ fn rule_04_stale_connected_after_closed_is_ignored_and_counted() {
 
 #[test]
 fn rule_04_second_closed_is_ignored_and_counted() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_closed(t(1), c0);
     pool.handle_closed(t(2), c0);
@@ -438,7 +450,7 @@ fn rule_04_second_closed_is_ignored_and_counted() {
 
 #[test]
 fn rule_04_unknown_ids_are_ignored_and_counted() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let before = snapshot(&pool);
     pool.handle_connected(t(1), c(7));
@@ -460,7 +472,7 @@ fn rule_04_unknown_ids_are_ignored_and_counted() {
 
 #[test]
 fn rule_04_events_in_the_wrong_state_are_ignored_and_counted() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     release(&mut pool, 1, c1);
@@ -489,7 +501,7 @@ fn rule_04_events_in_the_wrong_state_are_ignored_and_counted() {
 
 #[test]
 fn rule_05_returned_conn_disconnected_while_over_capacity() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     acquire(&mut pool, 1, 2, None);
@@ -516,11 +528,14 @@ fn rule_05_returned_conn_disconnected_while_over_capacity() {
 fn rule_05_expired_conn_not_reopened_while_over_capacity() {
     // The idle floor would want the retired conn replaced, but the pool is
     // over capacity.
-    let mut pool = Pool::new(Config {
-        min_idle: 2,
-        max_lifetime_ms: 1_000,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 2,
+            max_lifetime_ms: 1_000,
+            ..quiet(2)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
     pool.handle_connected(t(0), c(0));
     pool.handle_connected(t(0), c(1));
@@ -547,7 +562,7 @@ fn rule_05_expired_conn_not_reopened_while_over_capacity() {
 fn rule_06_close_rejects_waiters_aborts_connects_disconnects_idle() {
     // Waiters and idle conns never coexist between inputs, so the waiters
     // have their own test below; here: one borrowed, one idle, one opening.
-    let mut pool = Pool::new(quiet(3));
+    let mut pool = Pool::new(Time::ZERO, quiet(3));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     acquire(&mut pool, 0, 2, None);
@@ -594,10 +609,13 @@ fn rule_06_close_rejects_waiters_aborts_connects_disconnects_idle() {
 
 #[test]
 fn rule_06_close_rejects_every_waiter() {
-    let mut pool = Pool::new(Config {
-        acquire_timeout_ms: 5_000,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            acquire_timeout_ms: 5_000,
+            ..quiet(2)
+        },
+    );
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     acquire(&mut pool, 0, 2, None);
@@ -630,7 +648,7 @@ fn rule_06_close_rejects_every_waiter() {
 
 #[test]
 fn rule_06_close_with_nothing_held_completes_at_once() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     pool.handle_close(t(0), Some(t(1_000))).unwrap();
     assert_eq!(drain(&mut pool), vec![Command::CloseComplete { leaked: 0 }]);
     assert_eq!(pool.stats().lifecycle, Lifecycle::Closed);
@@ -639,7 +657,7 @@ fn rule_06_close_with_nothing_held_completes_at_once() {
 
 #[test]
 fn rule_06_close_completes_at_deadline_reporting_leaks() {
-    let mut pool = Pool::new(quiet(3));
+    let mut pool = Pool::new(Time::ZERO, quiet(3));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     let c2 = checkout(&mut pool, 0, 2, None);
@@ -672,12 +690,15 @@ fn rule_06_close_completes_at_deadline_reporting_leaks() {
 
 #[test]
 fn rule_06_no_open_after_close() {
-    let mut pool = Pool::new(Config {
-        min_idle: 1,
-        max_lifetime_ms: 1_000,
-        reconnect_backoff_ms: 500,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 1,
+            max_lifetime_ms: 1_000,
+            reconnect_backoff_ms: 500,
+            ..quiet(2)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_connected(t(0), c(0));
     acquire(&mut pool, 0, 0, None);
@@ -713,7 +734,7 @@ fn rule_06_no_open_after_close() {
 
 #[test]
 fn rule_06_acquire_after_close_is_rejected() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_close(t(1), None).unwrap();
     acquire(&mut pool, 2, 1, None);
@@ -734,7 +755,7 @@ fn rule_06_acquire_after_close_is_rejected() {
 
 #[test]
 fn rule_06_set_capacity_after_close_does_nothing() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let _c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_close(t(1), None).unwrap();
     let before = snapshot(&pool);
@@ -749,11 +770,14 @@ fn rule_06_set_capacity_after_close_does_nothing() {
 
 #[test]
 fn rule_07_idle_timeout_closes_down_to_min_idle() {
-    let mut pool = Pool::new(Config {
-        min_idle: 1,
-        idle_timeout_ms: 1_000,
-        ..quiet(3)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 1,
+            idle_timeout_ms: 1_000,
+            ..quiet(3)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_connected(t(0), c(0));
     acquire(&mut pool, 0, 0, None);
@@ -796,10 +820,13 @@ fn rule_07_idle_timeout_closes_down_to_min_idle() {
 
 #[test]
 fn rule_07_idle_timeout_restarts_on_each_return() {
-    let mut pool = Pool::new(Config {
-        idle_timeout_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            idle_timeout_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     let c0 = checkout(&mut pool, 0, 0, None);
     release(&mut pool, 0, c0);
     let c0 = checkout(&mut pool, 900, 1, None);
@@ -842,11 +869,14 @@ fn rule_07_max_lifetime_without_floor_retires_without_reopen() {
     // Seed 004: reopening every retired conn would keep an idle pool at its
     // high-water mark when max_lifetime < idle_timeout; only the floor is
     // refilled.
-    let mut pool = Pool::new(Config {
-        max_lifetime_ms: 1_000,
-        idle_timeout_ms: 5_000,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            max_lifetime_ms: 1_000,
+            idle_timeout_ms: 5_000,
+            ..quiet(2)
+        },
+    );
     let c0 = checkout(&mut pool, 0, 0, A);
     release(&mut pool, 10, c0);
     pool.handle_timeout(t(1_000));
@@ -900,7 +930,7 @@ fn rule_07_conn_past_lifetime_retires_on_return_before_its_timer_fires() {
 
 #[test]
 fn rule_07_zero_disables_timers() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(1, None)]);
@@ -923,7 +953,7 @@ fn rule_07_zero_disables_timers() {
 
 #[test]
 fn rule_08_detach_frees_slot_once() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     assert_eq!(drain(&mut pool), vec![]);
@@ -958,7 +988,7 @@ fn rule_08_detach_frees_slot_once() {
 
 #[test]
 fn rule_09_taint_disconnects_and_replaces_for_waiter() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, A);
     acquire(&mut pool, 1, 1, B);
     assert_eq!(drain(&mut pool), vec![]);
@@ -976,7 +1006,7 @@ fn rule_09_taint_disconnects_and_replaces_for_waiter() {
 
 #[test]
 fn rule_09_taint_without_waiter_only_disconnects() {
-    let mut pool = Pool::new(quiet(2));
+    let mut pool = Pool::new(Time::ZERO, quiet(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_taint(t(1), c0).unwrap();
     assert_eq!(
@@ -989,7 +1019,7 @@ fn rule_09_taint_without_waiter_only_disconnects() {
 
 #[test]
 fn rule_09_taint_of_conn_closed_by_server_is_not_disconnected_again() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     pool.handle_closed(t(2), c0);
@@ -1003,11 +1033,14 @@ fn rule_09_taint_of_conn_closed_by_server_is_not_disconnected_again() {
 
 #[test]
 fn rule_10_caller_mistake_is_error_without_state_change() {
-    let mut pool = Pool::new(Config {
-        connect_timeout_ms: 1_000,
-        idle_timeout_ms: 2_000,
-        ..quiet(3)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            connect_timeout_ms: 1_000,
+            idle_timeout_ms: 2_000,
+            ..quiet(3)
+        },
+    );
     // c0 borrowed, c1 idle, c2 opening.
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
@@ -1063,10 +1096,13 @@ fn rule_10_caller_mistake_is_error_without_state_change() {
 
 #[test]
 fn rule_10_duplicate_acquire_and_second_close_are_errors_without_state_change() {
-    let mut pool = Pool::new(Config {
-        acquire_timeout_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            acquire_timeout_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     let before = snapshot(&pool);
@@ -1114,10 +1150,13 @@ fn rule_10_duplicate_acquire_and_second_close_are_errors_without_state_change() 
 
 #[test]
 fn rule_10_refused_input_does_not_move_the_clock() {
-    let mut pool = Pool::new(Config {
-        acquire_timeout_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            acquire_timeout_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     let _c0 = checkout(&mut pool, 0, 0, None);
     assert!(pool.handle_release(t(60_000), c(9)).is_err());
     assert!(pool.handle_detach(t(60_000), c(9)).is_err());
@@ -1131,10 +1170,13 @@ fn rule_10_refused_input_does_not_move_the_clock() {
 
 #[test]
 fn connect_timeout_aborts_and_rejects_oldest_waiter() {
-    let mut pool = Pool::new(Config {
-        connect_timeout_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            connect_timeout_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     acquire(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -1165,11 +1207,14 @@ fn connect_timeout_aborts_and_rejects_oldest_waiter() {
 
 #[test]
 fn reconnect_backoff_delays_floor_refill_not_waiters() {
-    let mut pool = Pool::new(Config {
-        min_idle: 1,
-        reconnect_backoff_ms: 1_000,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            min_idle: 1,
+            reconnect_backoff_ms: 1_000,
+            ..quiet(2)
+        },
+    );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_connect_failed(t(0), c(0));
     assert_eq!(drain(&mut pool), vec![]);
@@ -1190,10 +1235,13 @@ fn reconnect_backoff_delays_floor_refill_not_waiters() {
 
 #[test]
 fn cancel_removes_waiter_silently() {
-    let mut pool = Pool::new(Config {
-        acquire_timeout_ms: 1_000,
-        ..quiet(1)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            acquire_timeout_ms: 1_000,
+            ..quiet(1)
+        },
+    );
     acquire(&mut pool, 0, 0, None);
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_cancel(t(1), r(0)).unwrap();
@@ -1215,7 +1263,7 @@ fn cancel_removes_waiter_silently() {
 
 #[test]
 fn cancel_keeps_fifo_for_the_others() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     for i in 1..=3 {
         acquire(&mut pool, i, i, None);
@@ -1229,7 +1277,7 @@ fn cancel_keeps_fifo_for_the_others() {
 
 #[test]
 fn set_capacity_grow_serves_waiters_at_once() {
-    let mut pool = Pool::new(quiet(1));
+    let mut pool = Pool::new(Time::ZERO, quiet(1));
     let _c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, A);
     acquire(&mut pool, 1, 2, B);
@@ -1247,7 +1295,7 @@ fn set_capacity_grow_serves_waiters_at_once() {
 
 #[test]
 fn set_capacity_shrink_disconnects_idle_then_aborts_connects() {
-    let mut pool = Pool::new(quiet(4));
+    let mut pool = Pool::new(Time::ZERO, quiet(4));
     for i in 0..4 {
         acquire(&mut pool, 0, i, None);
     }
@@ -1297,7 +1345,7 @@ fn defaults_follow_mainstream_pools() {
         }
     );
 
-    let mut pool = Pool::new(config);
+    let mut pool = Pool::new(Time::ZERO, config);
     // min_idle 0: nothing opened up front.
     assert_eq!(drain(&mut pool), vec![]);
     assert_eq!(pool.stats().capacity, 10);
@@ -1354,10 +1402,13 @@ fn defaults_follow_mainstream_pools() {
 
 #[test]
 fn stats_count_every_outcome() {
-    let mut pool = Pool::new(Config {
-        acquire_timeout_ms: 1_000,
-        ..quiet(2)
-    });
+    let mut pool = Pool::new(
+        Time::ZERO,
+        Config {
+            acquire_timeout_ms: 1_000,
+            ..quiet(2)
+        },
+    );
     assert_eq!(
         pool.stats(),
         Stats {

@@ -8,7 +8,7 @@ use pool_core::{ConnId, RequestId, Time};
 use crate::pool::SimPool;
 use crate::swarm::{Rng, Swarm};
 use crate::transition::{Step, Transition};
-use crate::world::{ClientState, Notice, Session, View, World};
+use crate::world::{ClientState, Notice, Owner, Service, Session, View, World};
 
 /// Chooses steps. A driver may read the world (and take its notices), but
 /// changes it only through the steps it returns.
@@ -56,13 +56,16 @@ enum Plan {
     /// A client's next move, decided by its state when it comes.
     Client(u32),
     CancelIfWaiting(u32, RequestId),
-    Answer(ConnId, Answer),
+    Answer(u32, ConnId, Answer),
     Deliver(u64),
-    Kill(ConnId),
+    Kill(u32, ConnId),
     RandomKill,
     KillAll,
     IdleReaper,
     Resize,
+    Orphan,
+    Spawn(u32),
+    Gc,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,37 +77,35 @@ enum Answer {
 
 impl Generator {
     /// A generator for `events` steps with options `swarm`, drawing from `rng`.
-    pub fn new(swarm: Swarm, mut rng: Rng, events: u64) -> Generator {
-        let mut agenda = BTreeMap::new();
-        let mut planned = 0;
-        let mut plan = |rng: &mut Rng, at: u64, p: Plan| {
-            planned += 1;
-            agenda.insert((Time::from_millis(at), rng.next_u64(), planned), p);
-        };
-        for client in 0..swarm.world.clients {
-            let at = rng.below(swarm.workload.think_ms + 1);
-            plan(&mut rng, at, Plan::Client(client));
-        }
-        let f = &swarm.faults;
-        for (every, p) in [
-            (f.kill_every_ms, Plan::RandomKill),
-            (f.kill_all_every_ms, Plan::KillAll),
-            (f.server_idle_timeout_ms / 4, Plan::IdleReaper),
-            (swarm.workload.resize_every_ms, Plan::Resize),
-        ] {
-            if every > 0 {
-                let at = rng.range(1, every * 2);
-                plan(&mut rng, at, p);
-            }
-        }
-        Generator {
+    pub fn new(swarm: Swarm, rng: Rng, events: u64) -> Generator {
+        let mut generator = Generator {
             swarm,
             rng,
             events,
             emitted: 0,
-            agenda,
-            planned,
+            agenda: BTreeMap::new(),
+            planned: 0,
+        };
+        for client in 0..generator.swarm.world.clients {
+            let at = generator.rng.below(generator.swarm.workload.think_ms + 1);
+            generator.plan(Time::from_millis(at), Plan::Client(client));
         }
+        let (f, w) = (&generator.swarm.faults, &generator.swarm.workload);
+        let periodic = [
+            (f.kill_every_ms, Plan::RandomKill),
+            (f.kill_all_every_ms, Plan::KillAll),
+            (f.server_idle_timeout_ms / 4, Plan::IdleReaper),
+            (w.resize_every_ms, Plan::Resize),
+            (w.orphan_every_ms, Plan::Orphan),
+            (w.gc_every_ms, Plan::Gc),
+        ];
+        for (every, p) in periodic {
+            if every > 0 {
+                let at = generator.rng.range(1, every * 2);
+                generator.plan(Time::from_millis(at), p);
+            }
+        }
+        generator
     }
 
     fn plan(&mut self, at: Time, p: Plan) {
@@ -118,6 +119,12 @@ impl Generator {
         self.agenda.insert((at, tiebreak, self.planned), p);
     }
 
+    /// Plan `p` again around `every` milliseconds after `now`.
+    fn again(&mut self, now: Time, every: u64, p: Plan) {
+        let at = now.plus_ms(self.rng.range(1, every.max(1) * 2));
+        self.plan(at, p);
+    }
+
     fn after(&mut self, now: Time, max_ms: u64) -> Time {
         now.plus_ms(self.rng.below(max_ms + 1))
     }
@@ -127,7 +134,7 @@ impl Generator {
         let w = &self.swarm.workload;
         let f = &self.swarm.faults;
         match notice {
-            Notice::Opened(conn) => {
+            Notice::Opened { pool, conn } => {
                 let (hang, error, fin, latency) = (
                     f.hang_pct,
                     f.connect_error_pct,
@@ -145,7 +152,7 @@ impl Generator {
                     Answer::Ok
                 };
                 let at = self.after(now, latency);
-                self.plan(at, Plan::Answer(conn, answer));
+                self.plan(at, Plan::Answer(pool, conn, answer));
             }
             Notice::Queued(seq) => {
                 let delay = if self.rng.chance(f.defer_pct) {
@@ -174,6 +181,12 @@ impl Generator {
                 let at = self.after(now, w.think_ms);
                 self.plan(at, Plan::Client(client));
             }
+            Notice::Orphaned { slot } => {
+                if w.respawn_ms > 0 {
+                    let at = self.after(now, w.respawn_ms);
+                    self.plan(at, Plan::Spawn(slot));
+                }
+            }
             Notice::ListenerLost { .. } => {}
         }
     }
@@ -191,14 +204,15 @@ impl Generator {
         now: Time,
         plan: Plan,
     ) -> Option<Transition> {
+        let (f, w) = (&self.swarm.faults, &self.swarm.workload);
         match plan {
             Plan::Client(client) => self.client_move(world, client),
             Plan::CancelIfWaiting(client, request) => {
                 let state = world.clients()[client as usize].state;
                 (state == ClientState::Waiting { request }).then_some(Transition::Cancel { client })
             }
-            Plan::Answer(conn, answer) => {
-                let attempt = world.attempts().position(|c| c == conn)? as u32;
+            Plan::Answer(pool, conn, answer) => {
+                let attempt = world.attempts().position(|a| a == (pool, conn))? as u32;
                 Some(match answer {
                     Answer::Ok => Transition::ConnectOk { attempt },
                     Answer::Fail => Transition::ConnectFail { attempt },
@@ -209,48 +223,53 @@ impl Generator {
                 let signal = world.inbox().iter().position(|q| q.seq == seq)? as u32;
                 Some(Transition::Deliver { signal })
             }
-            Plan::Kill(conn) => {
-                let session = world.open_sessions().position(|c| c == conn)? as u32;
+            Plan::Kill(pool, conn) => {
+                let session = world.open_sessions().position(|s| s == (pool, conn))? as u32;
                 Some(Transition::Kill { session })
             }
             Plan::RandomKill => {
-                let every = self.swarm.faults.kill_every_ms;
-                let at = now.plus_ms(self.rng.range(1, every * 2));
-                self.plan(at, Plan::RandomKill);
+                self.again(now, f.kill_every_ms, Plan::RandomKill);
                 let open = world.open_sessions().count() as u64;
                 (open > 0).then(|| Transition::Kill {
                     session: self.rng.below(open) as u32,
                 })
             }
             Plan::KillAll => {
-                let every = self.swarm.faults.kill_all_every_ms;
-                let at = now.plus_ms(self.rng.range(1, every * 2));
-                self.plan(at, Plan::KillAll);
+                self.again(now, f.kill_all_every_ms, Plan::KillAll);
                 Some(Transition::KillAll)
             }
             Plan::IdleReaper => {
-                let timeout = self.swarm.faults.server_idle_timeout_ms;
-                let expired: Vec<ConnId> = world
-                    .conns()
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.session == Session::Open && c.last_active.plus_ms(timeout) <= now
+                let timeout = f.server_idle_timeout_ms;
+                let expired: Vec<(u32, ConnId)> = world
+                    .open_sessions()
+                    .filter(|&(p, c)| {
+                        world
+                            .conn(p, c)
+                            .is_some_and(|t| t.last_active.plus_ms(timeout) <= now)
                     })
-                    .map(|(&id, _)| id)
                     .collect();
-                for conn in expired {
-                    self.plan(now, Plan::Kill(conn));
+                for (pool, conn) in expired {
+                    self.plan(now, Plan::Kill(pool, conn));
                 }
                 self.plan(now.plus_ms((timeout / 4).max(1)), Plan::IdleReaper);
                 None
             }
             Plan::Resize => {
-                let every = self.swarm.workload.resize_every_ms;
-                let at = now.plus_ms(self.rng.range(1, every * 2));
-                self.plan(at, Plan::Resize);
+                self.again(now, w.resize_every_ms, Plan::Resize);
                 let max = self.swarm.pool.max_size as u64;
                 let capacity = self.rng.range(max.saturating_sub(2), max + 2) as u32;
-                Some(Transition::SetCapacity { capacity })
+                let pool = self.rng.below(4) as u32;
+                Some(Transition::SetCapacity { capacity, pool })
+            }
+            Plan::Orphan => {
+                self.again(now, w.orphan_every_ms, Plan::Orphan);
+                let process = self.rng.below(u64::from(world.config().processes)) as u32;
+                Some(Transition::Orphan { process })
+            }
+            Plan::Spawn(process) => Some(Transition::Spawn { process }),
+            Plan::Gc => {
+                self.again(now, w.gc_every_ms, Plan::Gc);
+                Some(Transition::Gc)
             }
         }
     }
@@ -259,6 +278,18 @@ impl Generator {
         let w = &self.swarm.workload;
         let listener = self.is_listener(client);
         match world.clients()[client as usize].state {
+            // A client of an orphaned process is gone: it starts nothing.
+            ClientState::Idle if world.client_orphaned(client) => None,
+            ClientState::Idle if world.config().keys > 0 => {
+                let key = self.rng.below(u64::from(world.config().keys)) as u32;
+                let timeout = u64::from(w.timeout_ms);
+                let timeout_ms = (timeout > 0).then(|| self.rng.range(1, timeout) as u32);
+                Some(Transition::Login {
+                    client,
+                    key,
+                    timeout_ms,
+                })
+            }
             ClientState::Idle if listener => Some(Transition::Acquire {
                 client,
                 setting: None,
@@ -277,10 +308,9 @@ impl Generator {
                 })
             }
             ClientState::Holding { .. } if listener => Some(Transition::Detach { client }),
-            ClientState::Holding { conn, .. } => {
+            ClientState::Holding { .. } => {
                 let dead = world
-                    .conns()
-                    .get(&conn)
+                    .client_conn(client)
                     .is_some_and(|c| c.session == Session::Closed);
                 let (taint, detach) = (w.taint_pct, w.detach_pct);
                 // Using a dead connection fails, and the client says so.
@@ -316,7 +346,8 @@ impl<P: SimPool> Driver<P> for Generator {
         let close_at = self.swarm.workload.close_at_step;
         if close_at > 0 && self.emitted == close_at {
             let timeout_ms = self.rng.pick(&[None, Some(10), Some(100), Some(1_000)]);
-            let transition = Transition::Close { timeout_ms };
+            let pool = self.rng.below(4) as u32;
+            let transition = Transition::Close { timeout_ms, pool };
             return Some(Step {
                 at: now,
                 transition,
@@ -324,7 +355,7 @@ impl<P: SimPool> Driver<P> for Generator {
         }
         // A plan that no longer applies takes no step (its entity moved on),
         // but periodic plans always re-plan: after a run of them, let time
-        // pass, so the pool's own timers fire and clients move on.
+        // pass, so the pools' own timers fire and clients move on.
         let mut passed_over = 0;
         while let Some(((at, _, _), plan)) = self.agenda.pop_first() {
             let at = at.max(now);
@@ -339,9 +370,9 @@ impl<P: SimPool> Driver<P> for Generator {
                 });
             }
         }
-        // Nothing planned: let time pass to the pool's next timer.
+        // Nothing planned: let time pass to the next timer.
         let at = world
-            .pool_timeout()
+            .next_timer()
             .filter(|&t| t > now)
             .unwrap_or(now.plus_ms(100));
         Some(Step {
@@ -352,10 +383,11 @@ impl<P: SimPool> Driver<P> for Generator {
 }
 
 /// The liveness phase's autopilot: faults are healed, so every queued signal
-/// is delivered in order, every connect succeeds after a short latency, and
-/// every client returns what it holds. Once the world is quiet it probes the
-/// pool with acquires (which must all succeed), then lets virtual time run
-/// past every bound (idle timeout, close deadline) before the final checks.
+/// is delivered in order, every connect succeeds after a short latency, every
+/// client returns what it holds, and each orphaned process is replaced by a
+/// new one. Once the world is quiet it probes every pool with acquires (which
+/// must all succeed), then lets virtual time run past every bound (idle
+/// timeout, close deadline) before the final checks.
 #[derive(Debug)]
 pub struct Healer {
     healed_at: Time,
@@ -365,18 +397,20 @@ pub struct Healer {
     steps: u64,
     probes: Probes,
     done: bool,
+    /// The world went quiet and the phase ran past every bound.
+    completed: bool,
 }
-
-/// Most steps the liveness phase takes.
-const HEAL_MAX_STEPS: u64 = 20_000;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Probes {
     NotStarted,
-    /// Clients still to send a probe.
-    Sending(Vec<u32>),
+    /// Probe acquires (or logins) still to send.
+    Sending(Vec<Transition>),
     Sent,
 }
+
+/// Most steps the liveness phase takes.
+const HEAL_MAX_STEPS: u64 = 20_000;
 
 impl Healer {
     pub fn new<P: SimPool>(world: &World<P>) -> Healer {
@@ -387,10 +421,13 @@ impl Healer {
             + w.probe_timeout_ms
             + w.heal_connect_latency_ms
             + w.heal_hold_ms
-            + w.liveness_bound_ms;
+            + w.liveness_bound_ms
+            + w.watchdog_interval_ms;
         let mut horizon = healed_at.plus_ms(4 * round + pool.idle_timeout_ms);
-        if let Some(deadline) = world.close().and_then(|c| c.deadline) {
-            horizon = horizon.max(deadline.plus_ms(w.liveness_bound_ms + 1));
+        for slot in world.pools() {
+            if let Some(deadline) = slot.close.and_then(|c| c.deadline) {
+                horizon = horizon.max(deadline.plus_ms(w.liveness_bound_ms + 1));
+            }
         }
         Healer {
             healed_at,
@@ -398,12 +435,32 @@ impl Healer {
             steps: 0,
             probes: Probes::NotStarted,
             done: false,
+            completed: false,
         }
     }
 
-    /// Healed work due: answer connects, return connections.
+    /// Whether the world went quiet and the phase ran past every bound; if
+    /// not (it hit its horizon), the end-of-phase checks do not apply.
+    pub fn completed(&self) -> bool {
+        self.completed
+    }
+
+    /// Healed work due: restart orphaned processes, answer connects, return
+    /// connections.
     fn work<P: SimPool>(&self, world: &World<P>) -> Option<Step> {
         let now = world.now();
+        for slot in 0..world.config().processes {
+            if world
+                .process_in(slot)
+                .is_some_and(|p| p.orphaned_at.is_some())
+            {
+                let transition = Transition::Spawn { process: slot };
+                return Some(Step {
+                    at: now,
+                    transition,
+                });
+            }
+        }
         let latency = world.config().heal_connect_latency_ms;
         let hold = world.config().heal_hold_ms;
         let mut best: Option<Step> = None;
@@ -413,15 +470,20 @@ impl Healer {
                 best = Some(Step { at, transition });
             }
         };
-        for (attempt, conn) in world.attempts().enumerate() {
-            let opened = world.conns()[&conn].opened_at.max(self.healed_at);
+        for (attempt, (pool, conn)) in world.attempts().enumerate() {
+            let opened = world
+                .conn(pool, conn)
+                .map_or(now, |c| c.opened_at)
+                .max(self.healed_at);
             let attempt = attempt as u32;
             consider(opened.plus_ms(latency), Transition::ConnectOk { attempt });
         }
         for (client, c) in world.clients().iter().enumerate() {
-            if let ClientState::Holding { conn, since } = c.state {
+            if let ClientState::Holding { since, .. } = c.state {
                 let client = client as u32;
-                let dead = world.conns()[&conn].session == Session::Closed;
+                let dead = world
+                    .client_conn(client)
+                    .is_some_and(|t| t.session == Session::Closed);
                 let transition = if dead {
                     Transition::Taint { client }
                 } else {
@@ -433,28 +495,98 @@ impl Healer {
         best
     }
 
-    /// Clients that probe: idle ones, as many as the capacity and the role
-    /// limit leave room for.
-    fn probe_clients<P: SimPool>(world: &World<P>) -> Vec<u32> {
-        if world.close().is_some() {
-            return Vec::new();
-        }
+    /// The probes: idle clients acquire from every pool in service (a login
+    /// per key with a registry), as many as the capacity and the role limit
+    /// leave room for.
+    fn probes<P: SimPool>(world: &mut World<P>) -> Vec<Transition> {
+        let timeout_ms = Some(world.config().probe_timeout_ms as u32);
+        let mut idle: Vec<u32> = (0..world.clients().len() as u32)
+            .filter(|&c| {
+                world.clients()[c as usize].state == ClientState::Idle && !world.client_orphaned(c)
+            })
+            .collect();
         let limit = world.config().role_conn_limit as usize;
-        let detached = world
-            .conns()
-            .values()
-            .filter(|c| matches!(c.view, View::Detached { .. }) && c.session == Session::Open)
-            .count();
-        let room = if limit == 0 {
+        let mut room = if limit == 0 {
             usize::MAX
         } else {
-            limit.saturating_sub(detached)
+            limit.saturating_sub(world.open_sessions().count())
         };
-        let n = world.capacity().min(room);
-        (0..world.clients().len() as u32)
-            .filter(|&c| world.clients()[c as usize].state == ClientState::Idle)
-            .take(n)
-            .collect()
+        let mut probes = Vec::new();
+        let keys = world.config().keys;
+        if keys > 0 {
+            for key in 0..keys {
+                // A key's pool must be able to serve: in service, open, with
+                // capacity (a key without a pool gets a fresh one).
+                let serving = world.pools().iter().find(|p| {
+                    p.service == Service::Serving
+                        && matches!(p.owner, Owner::Registry { key: k, .. } if k.0 == key)
+                });
+                let able = match serving {
+                    Some(p) => p.capacity > 0 && p.close.is_none(),
+                    None => world.pool_config().max_size > 0,
+                };
+                if !able {
+                    continue;
+                }
+                let Some(client) = idle.pop() else { break };
+                if room == 0 {
+                    break;
+                }
+                room -= 1;
+                world.mark_probe(client);
+                probes.push(Transition::Login {
+                    client,
+                    key,
+                    timeout_ms,
+                });
+            }
+            return probes;
+        }
+        for slot in 0..world.config().processes {
+            let Some(process) = world.process_in(slot) else {
+                continue;
+            };
+            let px = process.pool;
+            let pool = &world.pools()[px as usize];
+            if pool.service != Service::Serving || pool.close.is_some() {
+                continue;
+            }
+            let pooled = pool
+                .conns
+                .values()
+                .filter(|c| c.view == View::Pooled)
+                .count();
+            let mut n = 0;
+            let mut candidates: Vec<u32> = idle
+                .iter()
+                .copied()
+                .filter(|c| c % world.config().processes == slot)
+                .collect();
+            while n < pool.capacity
+                && let Some(client) = candidates.pop()
+            {
+                // Beyond the pool's idle conns, each probe needs a session.
+                if n >= pooled {
+                    if room == 0 {
+                        break;
+                    }
+                    room -= 1;
+                }
+                n += 1;
+                idle.retain(|&c| c != client);
+                probes.push(Transition::Acquire {
+                    client,
+                    setting: None,
+                    timeout_ms,
+                });
+            }
+        }
+        for p in &probes {
+            if let Transition::Acquire { client, .. } = p {
+                world.mark_probe(*client);
+            }
+        }
+        probes
     }
 }
 
@@ -481,17 +613,9 @@ impl<P: SimPool> Driver<P> for Healer {
             return step(Transition::Deliver { signal: 0 });
         }
         // Probes go out together, so the whole capacity is tried at once.
-        if let Probes::Sending(clients) = &mut self.probes {
-            match clients.pop() {
-                Some(client) => {
-                    world.mark_probe(client);
-                    let timeout_ms = world.config().probe_timeout_ms as u32;
-                    return step(Transition::Acquire {
-                        client,
-                        setting: None,
-                        timeout_ms: Some(timeout_ms),
-                    });
-                }
+        if let Probes::Sending(probes) = &mut self.probes {
+            match probes.pop() {
+                Some(probe) => return step(probe),
                 None => self.probes = Probes::Sent,
             }
         }
@@ -500,11 +624,11 @@ impl<P: SimPool> Driver<P> for Healer {
         }
         let bound = world.config().liveness_bound_ms;
         if world.waiting() > 0 {
-            // The pool owes them an answer: let its timers run. A pool that
+            // The pools owe them an answer: let their timers run. A pool that
             // never answers is caught by waiter-stalled, or by starved at the
             // end of the phase.
             let at = world
-                .pool_timeout()
+                .next_timer()
                 .filter(|&t| t > now)
                 .unwrap_or(now.plus_ms(bound))
                 .min(self.horizon);
@@ -514,16 +638,19 @@ impl<P: SimPool> Driver<P> for Healer {
             });
         }
         if self.probes == Probes::NotStarted {
-            self.probes = Probes::Sending(Healer::probe_clients(world));
+            let mut probes = Healer::probes(world);
+            probes.reverse();
+            self.probes = Probes::Sending(probes);
             return self.next(world);
         }
         // Quiet after the probes: run past every bound, then the final checks.
         self.done = true;
+        self.completed = true;
         let mut end = now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1);
-        if let Some(close) = world.close()
-            && let Some(deadline) = close.deadline
-        {
-            end = end.max(deadline.plus_ms(bound + 1));
+        for slot in world.pools() {
+            if let Some(deadline) = slot.close.and_then(|c| c.deadline) {
+                end = end.max(deadline.plus_ms(bound + 1));
+            }
         }
         Some(Step {
             at: end,

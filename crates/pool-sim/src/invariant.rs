@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use pool_core::Time;
+use pool_core::{Mutation, Time};
 
 /// A property the simulator checks. The names are stable: outputs, scenario
 /// files' `expect` and the tests use them.
@@ -33,6 +33,12 @@ pub enum Invariant {
     /// A request waits while an idle connection sits in the pool and the
     /// pool is within capacity: a waiter sleeps though it could be served.
     IdleWhileWaiting,
+    /// Two pools in service for one registry key.
+    DuplicatePool,
+    /// The registry's GC removed a pool whose first connect had not
+    /// committed, or one a login still waits on (the login fails because its
+    /// pool vanished).
+    GcRemovedInitializing,
     /// Close not complete by its deadline, or not complete once nothing is
     /// held (plus the liveness bound).
     CloseStalled,
@@ -42,8 +48,8 @@ pub enum Invariant {
     Starved,
     /// Held stays above capacity after every borrower of the shrink returned.
     CapacityStalled,
-    /// After the liveness phase, an idle pool keeps more server connections
-    /// than its floor.
+    /// An idle pool keeps more server sessions than its floor after the
+    /// liveness phase, or an orphaned process keeps any past its watchdog.
     Footprint,
 }
 
@@ -56,7 +62,7 @@ pub enum Kind {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::OverCapacity,
         Invariant::GhostIdle,
         Invariant::DoubleGrant,
@@ -66,6 +72,8 @@ impl Invariant {
         Invariant::SettingLost,
         Invariant::BusyDisconnected,
         Invariant::IdleWhileWaiting,
+        Invariant::DuplicatePool,
+        Invariant::GcRemovedInitializing,
         Invariant::CloseStalled,
         Invariant::WaiterStalled,
         Invariant::Starved,
@@ -84,6 +92,8 @@ impl Invariant {
             Invariant::SettingLost => "setting-lost",
             Invariant::BusyDisconnected => "busy-disconnected",
             Invariant::IdleWhileWaiting => "idle-while-waiting",
+            Invariant::DuplicatePool => "duplicate-pool",
+            Invariant::GcRemovedInitializing => "gc-removed-initializing",
             Invariant::CloseStalled => "close-stalled",
             Invariant::WaiterStalled => "waiter-stalled",
             Invariant::Starved => "starved",
@@ -105,6 +115,23 @@ impl Invariant {
 
     pub(crate) const fn index(self) -> usize {
         self as usize
+    }
+
+    /// The invariants that catch `mutation` (DESIGN §7): any of them, and
+    /// only them, may be the first to fire when it is put back.
+    pub const fn catching(mutation: Mutation) -> &'static [Invariant] {
+        match mutation {
+            Mutation::AcceptStaleConnect => &[Invariant::GhostIdle],
+            Mutation::DetachKeepsSlot => &[Invariant::Accounting, Invariant::Starved],
+            Mutation::HandoffWhileOverCapacity => {
+                &[Invariant::CapacityStalled, Invariant::CloseStalled]
+            }
+            Mutation::ReopenIgnoresClose => &[Invariant::CloseStalled, Invariant::OpenAfterClose],
+            Mutation::ReopenDropsSetting => &[Invariant::SettingLost],
+            Mutation::GcRemovesInitializing => &[Invariant::GcRemovedInitializing],
+            Mutation::RegisterAfterConnect => &[Invariant::DuplicatePool],
+            Mutation::OrphanKeepsPool => &[Invariant::Footprint],
+        }
     }
 }
 

@@ -21,9 +21,10 @@ pub mod world;
 
 pub use invariant::{Invariant, Kind, Violation};
 pub use pool::SimPool;
+pub use pool_core::Mutation;
 pub use run::{Options, Outcome, Report, run_scenario, run_seed};
 pub use scenario::{Expect, Scenario, ScenarioError};
 pub use swarm::Swarm;
 pub use trace::{Event, Keep, Line, Target, Trace};
 pub use transition::{Step, Transition};
-pub use world::{World, WorldConfig};
+pub use world::{MakePool, World, WorldConfig};

@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pool_core::{Config, Pool, Stats, Time};
+use pool_core::{Config, Mutation, Pool, Stats, Time};
 
 use crate::driver::{Driver, Generator, Healer, Script};
 use crate::invariant::{Invariant, Kind, Violation};
@@ -12,7 +12,7 @@ use crate::scenario::Scenario;
 use crate::swarm::{Rng, Swarm};
 use crate::trace::{Keep, Line, Target};
 use crate::transition::Step;
-use crate::world::{Counters, World, WorldConfig};
+use crate::world::{Counters, MakePool, World, WorldConfig};
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,12 +48,15 @@ impl Outcome {
     }
 }
 
-/// What to keep from a run.
+/// How to run, and what to keep.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     pub keep: Keep,
     /// Keep the safety phase's steps (for `--record` and shrinking).
     pub record: bool,
+    /// Run with a seed report's bug put back (for a scenario: instead of
+    /// the file's own). Needs the `mutations` feature.
+    pub mutation: Option<Mutation>,
 }
 
 /// Everything a run produced.
@@ -72,30 +75,31 @@ pub struct Report {
     pub trace: Vec<Line>,
     /// The safety phase's steps and what each resolved to, when recording.
     pub recorded: Vec<(Step, Target)>,
-    /// The pool's own stats at the end.
+    /// The stats of the first pool at the end (the only one, in most runs).
     pub pool_stats: Stats,
+    /// Pools made during the run.
+    pub pools: usize,
 }
 
 /// Run seed `seed` with `events` safety-phase steps against the reference
 /// pool. Returns the options the seed drew and the report.
 pub fn run_seed(seed: u64, events: u64, options: Options) -> (Swarm, Report) {
-    run_seed_with(seed, events, options, |config| Pool::new(config.clone()))
+    run_seed_with(seed, events, options, reference_pools(options.mutation))
 }
 
-/// Run seed `seed` against any pool: `make` builds it from the config the
-/// seed drew.
+/// Run seed `seed` against any pool: `make` builds each pool from the config
+/// the seed drew.
 pub fn run_seed_with<P: SimPool>(
     seed: u64,
     events: u64,
     options: Options,
-    make: impl FnOnce(&Config) -> P,
+    make: MakePool<P>,
 ) -> (Swarm, Report) {
     let mut rng = Rng::new(seed);
     let swarm = Swarm::draw(&mut rng, events);
-    let pool = make(&swarm.pool);
     let mut generator = Generator::new(swarm.clone(), rng, events);
     let report = run(
-        pool,
+        make,
         swarm.pool.clone(),
         swarm.world.clone(),
         &mut generator,
@@ -104,17 +108,21 @@ pub fn run_seed_with<P: SimPool>(
     (swarm, report)
 }
 
-/// Replay a scenario against the reference pool.
+/// Replay a scenario against the reference pool (with the file's mutation,
+/// unless `options` names one).
 pub fn run_scenario(scenario: &Scenario, options: Options) -> Report {
-    let pool = Pool::new(scenario.pool.clone());
-    run_steps(pool, scenario, options)
+    let options = Options {
+        mutation: options.mutation.or(scenario.mutation),
+        ..options
+    };
+    run_steps(reference_pools(options.mutation), scenario, options)
 }
 
 /// Replay a scenario's steps against any pool.
-pub fn run_steps<P: SimPool>(pool: P, scenario: &Scenario, options: Options) -> Report {
+pub fn run_steps<P: SimPool>(make: MakePool<P>, scenario: &Scenario, options: Options) -> Report {
     let mut script = Script::new(&scenario.steps);
     run(
-        pool,
+        make,
         scenario.pool.clone(),
         scenario.world.clone(),
         &mut script,
@@ -122,10 +130,25 @@ pub fn run_steps<P: SimPool>(pool: P, scenario: &Scenario, options: Options) -> 
     )
 }
 
+/// Makes reference pools, with `mutation` put back.
+pub fn reference_pools(mutation: Option<Mutation>) -> MakePool<Pool> {
+    assert!(
+        mutation.is_none() || Mutation::available(),
+        "this build has no mutations: build with the `mutations` feature (the xtask does)"
+    );
+    Box::new(move |now: Time, config: &Config| {
+        #[cfg_attr(not(feature = "mutations"), allow(unused_mut))]
+        let mut pool = Pool::new(now, config.clone());
+        #[cfg(feature = "mutations")]
+        pool.set_mutation(mutation);
+        pool
+    })
+}
+
 /// Run `driver`'s steps (the safety phase), then heal and run the liveness
 /// phase, checking every invariant after every event.
 pub fn run<P: SimPool>(
-    pool: P,
+    make: MakePool<P>,
     pool_config: Config,
     world_config: WorldConfig,
     driver: &mut dyn Driver<P>,
@@ -134,7 +157,13 @@ pub fn run<P: SimPool>(
     let mut recorded = Vec::new();
     let mut world_slot: Option<World<P>> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let world = world_slot.insert(World::new(pool, pool_config, world_config, options.keep));
+        let world = world_slot.insert(World::new(
+            make,
+            pool_config,
+            world_config,
+            options.mutation,
+            options.keep,
+        ));
         while world.violation().is_none() {
             let Some(step) = driver.next(world) else {
                 break;
@@ -155,7 +184,7 @@ pub fn run<P: SimPool>(
             };
             world.apply(&step);
         }
-        world.finish();
+        world.finish(healer.completed());
     }));
     let Some(world) = world_slot else {
         // The pool panicked while the world was being built around it.
@@ -176,6 +205,7 @@ pub fn run<P: SimPool>(
             trace: Vec::new(),
             recorded,
             pool_stats: Stats::default(),
+            pools: 0,
         };
     };
     let outcome = match result {
@@ -190,7 +220,12 @@ pub fn run<P: SimPool>(
     };
     let end = world.now();
     let counters = world.counters().clone();
-    let pool_stats = world.pool().stats();
+    let pool_stats = world
+        .pools()
+        .first()
+        .map(|p| p.pool.stats())
+        .unwrap_or_default();
+    let pools = world.pools().len();
     let trace = world.into_trace();
     Report {
         outcome,
@@ -202,6 +237,7 @@ pub fn run<P: SimPool>(
         trace: trace.into_all(),
         recorded,
         pool_stats,
+        pools,
     }
 }
 

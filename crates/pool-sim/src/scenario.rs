@@ -22,7 +22,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use pool_core::{Config, Time};
+use pool_core::{Config, Mutation, Time};
 use serde::Deserialize;
 
 use crate::invariant::Invariant;
@@ -36,6 +36,9 @@ pub struct Scenario {
     /// What it shows: the seed report or bug class, the race.
     pub about: String,
     pub expect: Expect,
+    /// The seed report's bug it runs with, if any (`expect` is then the
+    /// invariant that catches it; without the mutation it must pass).
+    pub mutation: Option<Mutation>,
     /// The seed it was recorded from, if any.
     pub seed: Option<u64>,
     pub pool: Config,
@@ -75,6 +78,8 @@ struct File {
     #[serde(default)]
     about: String,
     expect: String,
+    #[serde(default)]
+    mutation: Option<String>,
     #[serde(default)]
     seed: Option<u64>,
     #[serde(default)]
@@ -117,6 +122,17 @@ impl Scenario {
                 error(at, format!("`expect`: {e} (or `pass`)"))
             })?),
         };
+        let mutation = match &file.mutation {
+            None => None,
+            Some(name) => Some(name.parse().map_err(|e| {
+                let at = text.find("mutation").map(|i| i..i);
+                error(at, format!("`mutation`: {e}"))
+            })?),
+        };
+        if let Some(problem) = file.world.problem() {
+            let at = text.find("[world]").map(|i| i..i);
+            return Err(error(at, format!("[world]: {problem}")));
+        }
         let mut steps = Vec::with_capacity(file.script.steps.len());
         let mut last = Time::ZERO;
         for (n, spanned) in file.script.steps.into_iter().enumerate() {
@@ -154,6 +170,7 @@ impl Scenario {
             name: file.name,
             about: file.about,
             expect,
+            mutation,
             seed: file.seed,
             pool: file.pool,
             world: file.world,
@@ -177,6 +194,9 @@ impl Scenario {
             toml::Value::String(self.about.clone())
         ));
         out.push_str(&format!("expect = \"{}\"\n", self.expect));
+        if let Some(mutation) = self.mutation {
+            out.push_str(&format!("mutation = \"{mutation}\"\n"));
+        }
         if let Some(seed) = self.seed {
             out.push_str(&format!("seed = {seed}\n"));
         }

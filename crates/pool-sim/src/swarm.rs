@@ -83,6 +83,13 @@ pub struct Workload {
     pub resize_every_ms: u64,
     /// 0: never; else the step at which the pool is closed.
     pub close_at_step: u64,
+    /// Processes: 0 never; else mean interval between orphanings.
+    pub orphan_every_ms: u64,
+    /// Processes: how long after an orphaning a new process starts (0:
+    /// never).
+    pub respawn_ms: u64,
+    /// Registry: 0 never; else how often GC sweeps.
+    pub gc_every_ms: u64,
 }
 
 /// What goes wrong, and how often.
@@ -131,13 +138,24 @@ impl Swarm {
             reconnect_backoff_ms: rng.pick(&[0, 10, 100, 1_000]),
         };
         let clients = rng.range(1, 12) as u32;
+        // The topology: one process (most runs), several processes sharing
+        // the backend, or a pooler with a dynamic-pool registry.
+        let topology = rng.below(100);
+        let (processes, keys) = match topology {
+            0..60 => (1, 0),
+            60..80 => (rng.range(2, 4) as u32, 0),
+            _ => (1, rng.range(1, 3) as u32),
+        };
         let world = WorldConfig {
-            clients,
+            clients: clients.max(processes),
             role_conn_limit: if rng.chance(70) {
                 0
             } else {
-                rng.range(1, max_size as u64 + 2) as u32
+                rng.range(1, (max_size as u64 + 2) * u64::from(processes)) as u32
             },
+            processes,
+            keys,
+            watchdog_interval_ms: rng.pick(&[100, 1_000, 2_000]),
             ..WorldConfig::default()
         };
         let workload = Workload {
@@ -166,6 +184,17 @@ impl Swarm {
                 0
             } else {
                 rng.range(events / 2, events - 1)
+            },
+            orphan_every_ms: if processes > 1 && rng.chance(80) {
+                rng.pick(&[100, 1_000, 5_000])
+            } else {
+                0
+            },
+            respawn_ms: rng.pick(&[0, 10, 100, 1_000]),
+            gc_every_ms: if keys > 0 {
+                rng.pick(&[10, 100, 1_000])
+            } else {
+                0
             },
         };
         let faults = Faults {

@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use pool_core::{Command, ConnId, Input, RequestId, Time};
+use pool_core::{Command, ConnId, Input, Key, Login, PoolId, RequestId, Time};
 
 use crate::invariant::Invariant;
 use crate::transition::Transition;
-use crate::world::Signal;
+use crate::world::{Qualified, Signal};
 
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -21,18 +21,96 @@ pub enum Event {
         transition: Transition,
         target: Target,
     },
-    /// The pool was given an input.
-    Input(Input),
-    /// The pool's timers were due.
-    Timeout,
-    /// The pool emitted a command.
-    Command(Command),
+    /// A pool (by index) was given an input.
+    Input(u32, Input),
+    /// A pool's timers were due.
+    Timeout(u32),
+    /// A pool emitted a command.
+    Command(u32, Command),
+    /// Something happened to a process or in the registry.
+    World(WorldEvent),
     /// A backend signal entered the I/O queue, waiting to be delivered.
     Signal(Signal),
     /// The run entered a phase.
     Phase(&'static str),
     /// An invariant broke.
     Violation(Invariant),
+}
+
+/// Processes and the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorldEvent {
+    Login {
+        client: u32,
+        key: Key,
+        login: Login,
+    },
+    Committed {
+        pool: PoolId,
+    },
+    Abandoned {
+        pool: PoolId,
+    },
+    Collected {
+        pool: PoolId,
+    },
+    Orphaned {
+        process: u32,
+        pool: u32,
+    },
+    WatchdogChecked {
+        process: u32,
+        close: bool,
+    },
+    Exited {
+        process: u32,
+        pool: u32,
+        sessions: u32,
+    },
+    Spawned {
+        process: u32,
+        pool: u32,
+    },
+}
+
+impl fmt::Display for WorldEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WorldEvent::Login { client, key, login } => {
+                let (what, id) = match login {
+                    Login::Ready(id) => ("ready", id),
+                    Login::Initializing(id) => ("initializing", id),
+                    Login::Created(id) => ("created", id),
+                };
+                write!(f, "registry: client {client} logs in to {key}: {what} {id}")
+            }
+            WorldEvent::Committed { pool } => write!(f, "registry: {pool} committed"),
+            WorldEvent::Abandoned { pool } => write!(f, "registry: {pool} abandoned"),
+            WorldEvent::Collected { pool } => write!(f, "registry: GC collects {pool}"),
+            WorldEvent::Orphaned { process, pool } => {
+                write!(f, "process {process} (P{pool}) orphaned")
+            }
+            WorldEvent::WatchdogChecked { process, close } => {
+                let what = if close {
+                    "closes the pool"
+                } else {
+                    "does nothing"
+                };
+                write!(f, "process {process}: watchdog check {what}")
+            }
+            WorldEvent::Exited {
+                process,
+                pool,
+                sessions,
+            } => write!(
+                f,
+                "process {process} (P{pool}) exits; the OS closes its {sessions} sessions"
+            ),
+            WorldEvent::Spawned { process, pool } => {
+                write!(f, "process {process} starts with P{pool}")
+            }
+        }
+    }
 }
 
 /// What a transition's indices resolved to.
@@ -45,7 +123,8 @@ pub enum Target {
         request: Option<RequestId>,
         conn: Option<ConnId>,
     },
-    Conn(ConnId),
+    Conn(u32, ConnId),
+    Pool(u32),
     Signal(Signal),
     /// Nothing to apply it to; it changed nothing.
     Skipped(&'static str),
@@ -190,14 +269,16 @@ impl fmt::Display for Line {
                         }
                         Ok(())
                     }
-                    Target::Conn(c) => write!(f, "  => {c}"),
+                    Target::Conn(p, c) => write!(f, "  => {}", Qualified(*p, *c)),
+                    Target::Pool(p) => write!(f, "  => P{p}"),
                     Target::Signal(s) => write!(f, "  => {s}"),
                     Target::Skipped(why) => write!(f, "  => skipped: {why}"),
                 }
             }
-            Event::Input(input) => write!(f, "       pool <- {input}"),
-            Event::Timeout => write!(f, "       pool <- timeout"),
-            Event::Command(command) => write!(f, "       pool -> {command}"),
+            Event::Input(p, input) => write!(f, "       P{p} <- {input}"),
+            Event::Timeout(p) => write!(f, "       P{p} <- timeout"),
+            Event::Command(p, command) => write!(f, "       P{p} -> {command}"),
+            Event::World(event) => write!(f, "       ** {event}"),
             Event::Signal(signal) => write!(f, "       io   .. {signal} queued"),
             Event::Phase(phase) => write!(f, "====== {phase}"),
             Event::Violation(invariant) => write!(f, "!!!!!! {invariant} violated"),

@@ -35,64 +35,66 @@ pub enum Transition {
         timeout_ms: Option<u32>,
     },
     /// A waiting client gives up.
-    Cancel {
-        client: u32,
-    },
+    Cancel { client: u32 },
     /// A client returns its connection healthy.
-    Release {
-        client: u32,
-    },
+    Release { client: u32 },
     /// A client returns its connection broken.
-    Taint {
-        client: u32,
-    },
+    Taint { client: u32 },
     /// A client takes its connection out of the pool for good (LISTEN).
-    Detach {
-        client: u32,
-    },
+    Detach { client: u32 },
     /// A client closes the connection it detached.
-    Unlisten {
-        client: u32,
-    },
+    Unlisten { client: u32 },
 
     // ----- backend (`attempt`: a pending connect; `session`: an open one) -----
     /// The handshake completes.
-    ConnectOk {
-        attempt: u32,
-    },
+    ConnectOk { attempt: u32 },
     /// The connect fails.
-    ConnectFail {
-        attempt: u32,
-    },
+    ConnectFail { attempt: u32 },
     /// The handshake completes and the server closes the connection in the
     /// same I/O tick (ReadyForQuery, then an admin-shutdown error and FIN):
     /// both `Connected` and `Closed` wait to be delivered (Bun, seed 001).
-    ReadyThenFin {
-        attempt: u32,
-    },
+    ReadyThenFin { attempt: u32 },
     /// The server terminates one session (idle timeout, pg_terminate_backend).
-    Kill {
-        session: u32,
-    },
+    Kill { session: u32 },
     /// The server terminates every session.
     KillAll,
 
     // ----- delivery -----
     /// The pool hears of one pending backend signal (`signal` indexes the
     /// signals not yet delivered, oldest first).
-    Deliver {
-        signal: u32,
-    },
+    Deliver { signal: u32 },
 
-    // ----- control -----
+    // ----- control (`pool` indexes the pools in service) -----
     SetCapacity {
         capacity: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        pool: u32,
     },
-    /// Close the pool; `timeout_ms` unset means no deadline.
+    /// Close a pool; `timeout_ms` unset means no deadline.
     Close {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u32>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        pool: u32,
     },
+
+    // ----- the registry (worlds with `keys > 0`) -----
+    /// An idle client logs in to `key`: the registry gives it the key's
+    /// pool (made now, on a first login), and it acquires from it.
+    Login {
+        client: u32,
+        key: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u32>,
+    },
+    /// The registry's GC sweep.
+    Gc,
+
+    // ----- processes (`process` is taken modulo the number of processes) -----
+    /// The process's parent (its client) is killed: the process is orphaned.
+    Orphan { process: u32 },
+    /// A new process starts in the place of an orphaned one.
+    Spawn { process: u32 },
 
     /// Nothing happens; time passes (and the pool's timers fire).
     Wait,
@@ -116,7 +118,15 @@ impl Transition {
             Transition::Deliver { .. } => "deliver",
             Transition::SetCapacity { .. } => "set-capacity",
             Transition::Close { .. } => "close",
+            Transition::Login { .. } => "login",
+            Transition::Gc => "gc",
+            Transition::Orphan { .. } => "orphan",
+            Transition::Spawn { .. } => "spawn",
             Transition::Wait => "wait",
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

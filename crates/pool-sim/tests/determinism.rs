@@ -31,7 +31,7 @@ fn different_seeds_give_different_traces() {
 fn the_full_trace_is_identical_line_for_line() {
     let keep = Options {
         keep: Keep::All,
-        record: false,
+        ..Options::default()
     };
     let a: Vec<String> = run_seed(3, 300, keep)
         .1
@@ -53,14 +53,15 @@ fn the_full_trace_is_identical_line_for_line() {
 fn a_recorded_seed_replays_to_the_same_trace_through_a_file() {
     for seed in [1, 7, 99] {
         let record = Options {
-            keep: Keep::Tail,
             record: true,
+            ..Options::default()
         };
         let (swarm, original) = run_seed(seed, 400, record);
         let scenario = Scenario {
             name: format!("seed-{seed}"),
             about: String::new(),
             expect: Expect::Pass,
+            mutation: None,
             seed: Some(seed),
             pool: swarm.pool,
             world: swarm.world,

@@ -9,7 +9,7 @@ use pool_core::{
     Command, Config, ConnId, ConnState, DisconnectReason, Input, InputError, Pool, RejectReason,
     RequestId, Setting, Stats, Time,
 };
-use pool_sim::run::{Options, Outcome, run_steps};
+use pool_sim::run::{Options, Outcome, run_scenario, run_steps};
 use pool_sim::{Invariant, Scenario, SimPool};
 
 /// One way to be wrong.
@@ -43,6 +43,9 @@ enum Bug {
     /// A conn returned while over capacity goes to the oldest waiter
     /// (Vitess before its fix, seed 003).
     Handoff,
+    /// The reference core, registry and watchdog with a seed report's bug
+    /// put back (for what lives outside the pool: the registry).
+    Mutated(pool_core::Mutation),
 }
 
 /// The reference pool behind a wrapper that has `bug`.
@@ -59,9 +62,9 @@ struct Faulty {
 }
 
 impl Faulty {
-    fn new(config: Config, bug: Bug) -> Faulty {
+    fn new(now: Time, config: Config, bug: Bug) -> Faulty {
         let mut faulty = Faulty {
-            inner: Pool::new(config),
+            inner: Pool::new(now, config),
             bug,
             out: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -254,7 +257,7 @@ const CHECKOUT: &str = r#"
 /// `bug`.
 fn assert_fires(bug: Bug, invariant: Invariant, scenario: &Scenario) {
     let reference = run_steps(
-        Pool::new(scenario.pool.clone()),
+        Box::new(|now, config: &Config| Pool::new(now, config.clone())),
         scenario,
         Options::default(),
     );
@@ -264,12 +267,31 @@ fn assert_fires(bug: Bug, invariant: Invariant, scenario: &Scenario) {
         "the scenario must pass on the reference core; trace tail:\n{}",
         reference.tail.join("\n")
     );
-    let faulty = Faulty::new(scenario.pool.clone(), bug);
+    let faulty = Box::new(move |now, config: &Config| Faulty::new(now, config.clone(), bug));
     let report = run_steps(faulty, scenario, Options::default());
     assert_eq!(
         report.outcome.invariant(),
         Some(invariant),
         "{bug:?} should trip {invariant}; got {:?}; trace tail:\n{}",
+        report.outcome,
+        report.tail.join("\n")
+    );
+}
+
+/// The same, for a mutation of the reference core (needs the `mutations`
+/// feature, which `cargo test --workspace` turns on through the xtask).
+fn assert_mutation_fires(mutation: pool_core::Mutation, invariant: Invariant, scenario: &Scenario) {
+    let clean = run_scenario(scenario, Options::default());
+    assert_eq!(clean.outcome, Outcome::Pass, "{}", clean.tail.join("\n"));
+    let options = Options {
+        mutation: Some(mutation),
+        ..Options::default()
+    };
+    let report = run_scenario(scenario, options);
+    assert_eq!(
+        report.outcome.invariant(),
+        Some(invariant),
+        "{mutation} should trip {invariant}; got {:?}; trace tail:\n{}",
         report.outcome,
         report.tail.join("\n")
     );
@@ -327,6 +349,23 @@ fn case(invariant: Invariant) -> (Bug, Scenario) {
             );
             (Bug::SleepWhileIdle, scenario(&one, "clients = 1", &steps))
         }
+        Invariant::DuplicatePool => {
+            // Two first logins for one key, both while the first connect is
+            // in flight: one pool must serve both.
+            let steps = r#"
+  { at_ms = 0, do = "login", client = 0, key = 0 },
+  { at_ms = 1, do = "login", client = 1, key = 0 },"#;
+            let bug = Bug::Mutated(pool_core::Mutation::RegisterAfterConnect);
+            (bug, scenario(&one, "clients = 2\nkeys = 1", steps))
+        }
+        Invariant::GcRemovedInitializing => {
+            // GC sweeps while the key's first connect is in flight.
+            let steps = r#"
+  { at_ms = 0, do = "login", client = 0, key = 0 },
+  { at_ms = 1, do = "gc" },"#;
+            let bug = Bug::Mutated(pool_core::Mutation::GcRemovesInitializing);
+            (bug, scenario(&one, "clients = 1\nkeys = 1", steps))
+        }
         Invariant::CloseStalled => {
             let steps = r#"  { at_ms = 0, do = "close", timeout_ms = 100 },"#;
             (
@@ -378,7 +417,26 @@ fn case(invariant: Invariant) -> (Bug, Scenario) {
 #[test]
 fn every_invariant_fires_on_a_faulty_pool_and_not_on_the_reference_core() {
     for invariant in Invariant::ALL {
-        let (bug, scenario) = case(invariant);
-        assert_fires(bug, invariant, &scenario);
+        match case(invariant) {
+            (Bug::Mutated(_), _) => {} // below
+            (bug, scenario) => assert_fires(bug, invariant, &scenario),
+        }
     }
+}
+
+/// The registry's invariants fire on the registry's own mutations.
+#[test]
+#[cfg_attr(
+    not(feature = "mutations"),
+    ignore = "needs the mutations feature (cargo test --workspace has it)"
+)]
+fn registry_invariants_fire_under_their_mutations() {
+    let mut ran = 0;
+    for invariant in Invariant::ALL {
+        if let (Bug::Mutated(mutation), scenario) = case(invariant) {
+            assert_mutation_fires(mutation, invariant, &scenario);
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 2, "duplicate-pool and gc-removed-initializing");
 }

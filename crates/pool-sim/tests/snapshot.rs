@@ -8,7 +8,7 @@ use pool_sim::run::{Options, run_seed};
 fn short_seed_trace() {
     let options = Options {
         keep: Keep::All,
-        record: false,
+        ..Options::default()
     };
     let (_, report) = run_seed(7, 40, options);
     let trace: Vec<String> = report.trace.iter().map(|l| l.to_string()).collect();

@@ -4,16 +4,12 @@
 
 use pool_core::{ConnId, ConnState};
 
-use super::{Census, ConnTruth, Session, ShrinkWatch, View, World};
+use super::{Census, ConnTruth, Phase, Qualified, Service, Session, ShrinkWatch, View, World};
 use crate::invariant::{Invariant, Violation};
 use crate::pool::SimPool;
 use crate::trace::Event;
 
 impl<P: SimPool> World<P> {
-    pub(super) fn count(&mut self, invariant: Invariant) {
-        self.counters.checks[invariant.index()] += 1;
-    }
-
     pub(super) fn violate(&mut self, invariant: Invariant, detail: String) {
         if self.violation.is_some() {
             return;
@@ -26,49 +22,62 @@ impl<P: SimPool> World<P> {
         });
     }
 
-    /// The checks that compare states: each connection the pool reports
-    /// against ground truth, the gauges, and the liveness bounds.
+    /// The checks that compare states, for every pool in the world: each
+    /// connection the pool reports against ground truth, the gauges, and the
+    /// liveness bounds; then the orphaned processes.
     pub(super) fn check_state(&mut self) {
+        for px in 0..self.pools.len() {
+            if self.violation.is_some() {
+                return;
+            }
+            if self.pools[px].service != Service::Exited {
+                self.check_pool(px);
+            }
+        }
+        if self.violation.is_none() {
+            self.check_orphans();
+        }
+    }
+
+    fn check_pool(&mut self, px: usize) {
+        let census = self.check_conns(px);
         if self.violation.is_some() {
             return;
         }
-        let census = self.check_conns();
+        self.check_gauges(px, &census);
         if self.violation.is_some() {
             return;
         }
-        self.check_gauges(&census);
-        if self.violation.is_some() {
-            return;
-        }
-        self.count(Invariant::IdleWhileWaiting);
+        self.counters.count(Invariant::IdleWhileWaiting);
+        let slot = &self.pools[px];
         if census.pooled > 0
-            && census.held() <= self.capacity
-            && self.close.is_none()
-            && let Some(&request) = self.waiting.keys().next()
+            && census.held() <= slot.capacity
+            && slot.close.is_none()
+            && let Some(&request) = slot.waiting.keys().next()
         {
             let detail = format!(
-                "{request} waits while {} idle connection(s) sit in the pool ({} held, capacity {})",
+                "{request} waits on P{px} while {} idle connection(s) sit in it ({} held, capacity {})",
                 census.pooled,
                 census.held(),
-                self.capacity
+                slot.capacity
             );
             return self.violate(Invariant::IdleWhileWaiting, detail);
         }
-        self.check_liveness(&census);
+        self.check_liveness(px, &census);
     }
 
     /// Merge the pool's connections with ground truth, by id.
-    fn check_conns(&mut self) -> Census {
+    fn check_conns(&mut self, px: usize) -> Census {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        self.pool.conns(&mut scratch);
+        let slot = &self.pools[px];
+        slot.pool.conns(&mut scratch);
         scratch.sort_unstable();
-        self.count(Invariant::GhostIdle);
-        self.count(Invariant::LostConnection);
         let mut census = Census::default();
         let mut problem: Option<(Invariant, String)> = None;
         let mut reported = scratch.iter().peekable();
-        for (&id, truth) in &self.conns {
+        let pool = px as u32;
+        for (&id, truth) in &slot.conns {
             tally(&mut census, truth);
             // Connections the pool reports that the truth no longer has.
             while let Some(&&(pid, pstate)) = reported.peek() {
@@ -76,7 +85,7 @@ impl<P: SimPool> World<P> {
                     break;
                 }
                 reported.next();
-                problem = problem.or_else(|| unknown_conn(pid, pstate));
+                problem = problem.or_else(|| unknown_conn(pool, pid, pstate));
             }
             let state = match reported.peek() {
                 Some(&&(pid, pstate)) if pid == id => {
@@ -85,52 +94,54 @@ impl<P: SimPool> World<P> {
                 }
                 _ => None,
             };
-            problem = problem.or_else(|| compare(id, state, truth));
+            problem = problem.or_else(|| compare(pool, id, state, truth));
         }
         for &(pid, pstate) in reported {
-            problem = problem.or_else(|| unknown_conn(pid, pstate));
+            problem = problem.or_else(|| unknown_conn(pool, pid, pstate));
         }
         self.scratch = scratch;
+        self.counters.count(Invariant::GhostIdle);
+        self.counters.count(Invariant::LostConnection);
         if let Some((invariant, detail)) = problem {
             self.violate(invariant, detail);
         }
         census
     }
 
-    fn check_gauges(&mut self, census: &Census) {
-        self.count(Invariant::Accounting);
-        let stats = self.pool.stats();
+    fn check_gauges(&mut self, px: usize, census: &Census) {
+        self.counters.count(Invariant::Accounting);
+        let slot = &self.pools[px];
+        let stats = slot.pool.stats();
         let truth = [
             ("opening", census.opening, stats.opening),
             ("idle", census.pooled, stats.idle),
             ("borrowed", census.borrowed, stats.borrowed),
             ("held", census.held(), stats.held),
-            ("waiters", self.waiting.len(), stats.waiters),
+            ("waiters", slot.waiting.len(), stats.waiters),
         ];
         if let Some((name, want, got)) = truth.into_iter().find(|(_, want, got)| want != got) {
             self.violate(
                 Invariant::Accounting,
-                format!("the pool reports {name}={got}, ground truth is {want}"),
+                format!("P{px} reports {name}={got}, ground truth is {want}"),
             );
         }
     }
 
-    fn check_liveness(&mut self, census: &Census) {
+    fn check_liveness(&mut self, px: usize, census: &Census) {
         let bound = self.config.liveness_bound_ms;
         let now = self.now;
 
-        self.count(Invariant::WaiterStalled);
-        if let Some(&(deadline, request)) = self.deadlines.first()
+        self.counters.count(Invariant::WaiterStalled);
+        let slot = &mut self.pools[px];
+        if let Some(&(deadline, request)) = slot.deadlines.first()
             && now > deadline.plus_ms(bound)
         {
-            return self.violate(
-                Invariant::WaiterStalled,
-                format!("{request} still waits; its deadline was {deadline}"),
-            );
+            let detail = format!("{request} still waits on P{px}; its deadline was {deadline}");
+            return self.violate(Invariant::WaiterStalled, detail);
         }
 
-        if let Some(close) = &mut self.close {
-            self.counters.checks[Invariant::CloseStalled.index()] += 1;
+        if let Some(close) = &mut slot.close {
+            self.counters.count(Invariant::CloseStalled);
             if close.completed_at.is_none() {
                 if census.held() == 0 {
                     close.idle_since.get_or_insert(now);
@@ -142,11 +153,11 @@ impl<P: SimPool> World<P> {
                 if late || idle_too_long {
                     let detail = match close.deadline {
                         Some(d) if late => format!(
-                            "close issued at {} is not complete; its deadline was {d}",
+                            "P{px}'s close issued at {} is not complete; its deadline was {d}",
                             close.issued_at
                         ),
                         _ => format!(
-                            "close issued at {} is not complete though nothing is held",
+                            "P{px}'s close issued at {} is not complete though nothing is held",
                             close.issued_at
                         ),
                     };
@@ -156,10 +167,10 @@ impl<P: SimPool> World<P> {
             return;
         }
 
-        self.count(Invariant::CapacityStalled);
-        if census.held() > self.capacity {
-            let borrowed = &self.conns;
-            let watch = self.shrink.get_or_insert_with(|| ShrinkWatch {
+        self.counters.count(Invariant::CapacityStalled);
+        if census.held() > slot.capacity {
+            let borrowed = &slot.conns;
+            let watch = slot.shrink.get_or_insert_with(|| ShrinkWatch {
                 outstanding: borrowed
                     .iter()
                     .filter(|(_, c)| matches!(c.view, View::Borrowed { .. }))
@@ -170,18 +181,91 @@ impl<P: SimPool> World<P> {
             if watch.outstanding.is_empty() {
                 let since = *watch.all_back_at.get_or_insert(now);
                 if now > since.plus_ms(bound) {
-                    self.violate(
-                        Invariant::CapacityStalled,
-                        format!(
-                            "{} held with capacity {} although every borrower since the shrink has returned",
-                            census.held(),
-                            self.capacity
-                        ),
+                    let detail = format!(
+                        "P{px} holds {} with capacity {} although every borrower since the shrink has returned",
+                        census.held(),
+                        slot.capacity
                     );
+                    self.violate(Invariant::CapacityStalled, detail);
                 }
             }
         } else {
-            self.shrink = None;
+            slot.shrink = None;
+        }
+    }
+
+    /// An orphaned process must be gone, its sessions with it, within one
+    /// watchdog interval (plus the bound).
+    fn check_orphans(&mut self) {
+        let grace = self.config.watchdog_interval_ms + self.config.liveness_bound_ms;
+        for p in &self.processes {
+            let Some(orphaned_at) = p.orphaned_at else {
+                continue;
+            };
+            if p.exited_at.is_some() {
+                continue;
+            }
+            self.counters.count(Invariant::Footprint);
+            let sessions = self.pools[p.pool as usize].census().sessions;
+            if self.now > orphaned_at.plus_ms(grace) && sessions > 0 {
+                let detail = format!(
+                    "process P{} was orphaned at {orphaned_at} and still holds {sessions} server session(s)",
+                    p.pool
+                );
+                return self.violate(Invariant::Footprint, detail);
+            }
+        }
+    }
+
+    /// The end of the run: the checks that need the liveness phase to be
+    /// over (requests left waiting, the idle footprint). `quiet`: the phase
+    /// went quiet and ran past every bound; if it was cut at its horizon
+    /// instead, only the continuous checks apply.
+    pub fn finish(&mut self, quiet: bool) {
+        if self.violation.is_some() {
+            return;
+        }
+        self.check_state();
+        if self.violation.is_some() || !quiet || !matches!(self.phase, Phase::Liveness { .. }) {
+            return;
+        }
+        let open_sessions = self.open_sessions().count();
+        let limit = self.config.role_conn_limit as usize;
+        for px in 0..self.pools.len() {
+            let slot = &self.pools[px];
+            if slot.service == Service::Exited {
+                continue;
+            }
+            let census = slot.census();
+            // Faults are healed and capacity is free, yet requests still wait.
+            self.counters.count(Invariant::Starved);
+            let room = limit == 0 || open_sessions < limit;
+            if let Some(&request) = slot.waiting.keys().next()
+                && slot.close.is_none()
+                && census.borrowed < slot.capacity
+                && room
+            {
+                let detail = format!(
+                    "{request} still waits on P{px} at the end of the liveness phase with {} of capacity {} borrowed",
+                    census.borrowed, slot.capacity
+                );
+                return self.violate(Invariant::Starved, detail);
+            }
+            self.counters.count(Invariant::Footprint);
+            let closed = slot.close.is_some_and(|c| c.completed_at.is_some());
+            let drains = closed || self.pool_config.idle_timeout_ms > 0;
+            let floor = if closed {
+                0
+            } else {
+                self.pool_config.min_idle.min(slot.capacity)
+            };
+            if drains && census.sessions > floor {
+                let detail = format!(
+                    "P{px} still has {} server sessions after the liveness phase; its floor is {floor}",
+                    census.sessions
+                );
+                return self.violate(Invariant::Footprint, detail);
+            }
         }
     }
 }
@@ -203,7 +287,8 @@ pub(super) fn tally(census: &mut Census, c: &ConnTruth) {
 }
 
 /// The pool reports a connection the truth does not have.
-fn unknown_conn(conn: ConnId, state: ConnState) -> Option<(Invariant, String)> {
+fn unknown_conn(pool: u32, conn: ConnId, state: ConnState) -> Option<(Invariant, String)> {
+    let conn = Qualified(pool, conn);
     Some(match state {
         ConnState::Idle => (
             Invariant::GhostIdle,
@@ -218,11 +303,13 @@ fn unknown_conn(conn: ConnId, state: ConnState) -> Option<(Invariant, String)> {
 
 /// The pool's state for a connection against its ground truth.
 fn compare(
+    pool: u32,
     conn: ConnId,
     state: Option<ConnState>,
     truth: &ConnTruth,
 ) -> Option<(Invariant, String)> {
     use ConnState as S;
+    let conn = Qualified(pool, conn);
     let bad = |invariant: Invariant, what: &str| {
         Some((
             invariant,

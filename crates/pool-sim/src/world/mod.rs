@@ -1,35 +1,46 @@
-//! The simulated world around a pool: virtual clock, backend sessions, the
-//! I/O queue of backend signals, clients, and the ground truth the checkers
-//! compare the pool with.
+//! The simulated world around the pools under test: virtual clock, backend
+//! sessions, the I/O queue of backend signals, clients, processes, the
+//! dynamic-pool registry, and the ground truth the checkers compare the pools
+//! with.
 //!
 //! The world is a pure function of the transitions it is given: it owns no
 //! RNG. Drivers (the seeded generator, a scenario file, the healed liveness
 //! autopilot) choose the transitions.
+//!
+//! Topologies: by default one process with one pool. With `processes > 1`,
+//! several processes (each with its own pool and clients) share one backend
+//! and its role connection limit, and a process can be orphaned (postgres-mcp,
+//! seed 004). With `keys > 0`, the world is a pooler with a dynamic-pool
+//! registry: clients log in to a key and pools are made on first login and
+//! collected by GC (pg_doorman, seed 002).
+
+mod check;
+mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use pool_core::{
-    Command, Config, ConnId, ConnState, Input, RejectReason, RequestId, Setting, Time,
+    Command, Config, ConnId, ConnState, Input, Key, Mutation, PoolId, RejectReason, RequestId,
+    Setting, Time, Watchdog,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::invariant::{Invariant, Violation};
-
-mod check;
 use crate::pool::SimPool;
-use crate::trace::{Event, Keep, Target, Trace};
+use crate::trace::{Event, Keep, Target, Trace, WorldEvent};
 use crate::transition::{Step, Transition};
 use check::tally;
 
-/// The world's own options (the pool's are a `pool_core::Config`).
+/// The world's own options (the pools' are a `pool_core::Config`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorldConfig {
-    /// Clients that acquire connections; transitions name them modulo this.
+    /// Clients; transitions name them modulo this.
     pub clients: u32,
-    /// The server refuses a connect while this many sessions are open
-    /// (Postgres' per-role CONNECTION LIMIT, SQLSTATE 53300); 0: no limit.
+    /// The server refuses a connect while this many sessions are open, over
+    /// every pool (Postgres' per-role CONNECTION LIMIT, SQLSTATE 53300);
+    /// 0: no limit.
     pub role_conn_limit: u32,
     /// Slack on every liveness deadline: how late, past its own deadline,
     /// a pool may be before it counts as stalled.
@@ -40,6 +51,15 @@ pub struct WorldConfig {
     pub heal_hold_ms: u64,
     /// In the liveness phase: the deadline of each probe acquire.
     pub probe_timeout_ms: u64,
+    /// Processes, each with its own pool, sharing the backend. Client `i`
+    /// runs in process `i % processes`.
+    pub processes: u32,
+    /// How often a process's orphan watchdog checks (postgres-mcp's fix).
+    pub watchdog_interval_ms: u64,
+    /// Registry keys. With `keys > 0` the world is one pooler process with a
+    /// dynamic-pool registry: clients `login` to a key; pools are made on a
+    /// key's first login and collected by `gc`. Needs `processes = 1`.
+    pub keys: u32,
 }
 
 impl Default for WorldConfig {
@@ -51,14 +71,35 @@ impl Default for WorldConfig {
             heal_connect_latency_ms: 5,
             heal_hold_ms: 10,
             probe_timeout_ms: 1_000,
+            processes: 1,
+            watchdog_interval_ms: 2_000,
+            keys: 0,
         }
     }
 }
 
-/// A backend signal for the pool, waiting in the I/O queue until delivered.
+impl WorldConfig {
+    /// Why this config cannot run, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.processes == 0 {
+            return Some("`processes` must be at least 1".to_owned());
+        }
+        if self.keys > 0 && self.processes != 1 {
+            return Some(format!(
+                "`keys` = {} makes the world one pooler process, so `processes` must be 1, not {}",
+                self.keys, self.processes
+            ));
+        }
+        None
+    }
+}
+
+/// A backend signal for a pool, waiting in the I/O queue until delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Signal {
     pub kind: SignalKind,
+    /// The pool (its index in the world) the connection belongs to.
+    pub pool: u32,
     pub conn: ConnId,
 }
 
@@ -76,7 +117,20 @@ impl fmt::Display for Signal {
             SignalKind::ConnectFailed => "ConnectFailed",
             SignalKind::Closed => "Closed",
         };
-        write!(f, "{kind}({})", self.conn)
+        write!(f, "{kind}({})", Qualified(self.pool, self.conn))
+    }
+}
+
+/// A connection named with its pool: `c3` in pool 0, `c3@P1` elsewhere.
+#[derive(Clone, Copy, Debug)]
+pub struct Qualified(pub u32, pub ConnId);
+
+impl fmt::Display for Qualified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => write!(f, "{}", self.1),
+            pool => write!(f, "{}@P{pool}", self.1),
+        }
     }
 }
 
@@ -127,7 +181,7 @@ pub struct ConnTruth {
     pub last_active: Time,
 }
 
-/// What a client is doing.
+/// What a client is doing; connections are in the client's pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientState {
     Idle,
@@ -149,13 +203,21 @@ pub struct Client {
     pub state: ClientState,
     /// Its current acquire is a liveness probe.
     pub probe: bool,
+    /// The pool it uses: its process's, or its last login's. `None` before
+    /// its first login.
+    pub pool: Option<u32>,
+    /// Its process was orphaned (its parent killed): it starts nothing new.
+    pub orphaned: bool,
 }
 
 /// Something that happened which a driver may want to plan around.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notice {
-    /// The pool asked for a connect.
-    Opened(ConnId),
+    /// A pool asked for a connect.
+    Opened {
+        pool: u32,
+        conn: ConnId,
+    },
     /// A backend signal was queued.
     Queued(u64),
     /// A client is waiting on `request`.
@@ -174,6 +236,10 @@ pub enum Notice {
     ListenerLost {
         client: u32,
     },
+    /// A process was orphaned (`slot` is its place among the processes).
+    Orphaned {
+        slot: u32,
+    },
 }
 
 /// Which phase the run is in.
@@ -181,7 +247,7 @@ pub enum Notice {
 pub enum Phase {
     /// Faults on, driven by a generator or a scenario.
     Safety,
-    /// Faults healed at `since`: the pool must converge.
+    /// Faults healed at `since`: the pools must converge.
     Liveness { since: Time },
 }
 
@@ -204,7 +270,88 @@ struct ShrinkWatch {
     all_back_at: Option<Time>,
 }
 
-/// Counts of the ground truth, taken at a check.
+/// Who owns a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A process (index into the world's processes).
+    Process(u32),
+    /// The registry, for `key`.
+    Registry { key: Key, id: PoolId },
+}
+
+/// Whether a pool is still in service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Serving,
+    /// Dropped by the registry (collected or abandoned) and closed: only
+    /// returns of what it lent still reach it.
+    Dropped,
+    /// Its process exited: everything it held is gone, nothing reaches it.
+    Exited,
+}
+
+/// A pool under test and the ground truth about it.
+#[derive(Debug)]
+pub struct PoolSlot<P> {
+    pub pool: P,
+    pub owner: Owner,
+    pub service: Service,
+    pub capacity: usize,
+    pub close: Option<CloseTruth>,
+    pub conns: BTreeMap<ConnId, ConnTruth>,
+    /// Waiting requests: their client and the setting they asked for.
+    waiting: BTreeMap<RequestId, (u32, Option<Setting>)>,
+    /// Waiting requests by effective deadline, for `waiter-stalled`.
+    deadlines: BTreeSet<(Time, RequestId)>,
+    shrink: Option<ShrinkWatch>,
+}
+
+impl<P: SimPool> PoolSlot<P> {
+    fn new(pool: P, owner: Owner, capacity: usize) -> PoolSlot<P> {
+        PoolSlot {
+            pool,
+            owner,
+            service: Service::Serving,
+            capacity,
+            close: None,
+            conns: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            shrink: None,
+        }
+    }
+
+    /// The ground-truth counts of this pool now.
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for c in self.conns.values() {
+            tally(&mut census, c);
+        }
+        census
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether a request is waiting on this pool.
+    pub fn is_waiting(&self, request: RequestId) -> bool {
+        self.waiting.contains_key(&request)
+    }
+}
+
+/// A process: a pool, its clients, and (once orphaned) its watchdog's work.
+#[derive(Debug)]
+pub struct Process {
+    /// Its place: clients `i` with `i % processes == slot` run in it.
+    pub slot: u32,
+    pub pool: u32,
+    pub orphaned_at: Option<Time>,
+    pub exited_at: Option<Time>,
+    watchdog: Watchdog,
+}
+
+/// Counts of the ground truth of one pool, taken at a check.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Census {
     pub opening: usize,
@@ -212,7 +359,7 @@ pub struct Census {
     pub borrowed: usize,
     /// Server sessions (connecting or open) of the pool, detached excluded.
     pub sessions: usize,
-    /// All open sessions at the server, detached included (the role limit).
+    /// Open sessions at the server, detached included (the role limit).
     pub open_sessions: usize,
 }
 
@@ -235,73 +382,113 @@ pub struct Counters {
     pub faults: BTreeMap<&'static str, u64>,
 }
 
-/// The world. `P` is the pool under test.
-#[derive(Debug)]
+impl Counters {
+    /// One more check of `invariant`.
+    pub(crate) fn count(&mut self, invariant: Invariant) {
+        self.checks[invariant.index()] += 1;
+    }
+}
+
+/// Makes a pool, at a time, for a new process or registry key.
+pub type MakePool<P> = Box<dyn FnMut(Time, &Config) -> P>;
+
+/// The world. `P` is the type of the pools under test.
 pub struct World<P> {
-    pool: P,
+    make: MakePool<P>,
     pool_config: Config,
     config: WorldConfig,
+    #[cfg_attr(not(feature = "mutations"), allow(dead_code))]
+    mutation: Option<Mutation>,
     now: Time,
     phase: Phase,
-    capacity: usize,
-    close: Option<CloseTruth>,
-    conns: BTreeMap<ConnId, ConnTruth>,
+    pools: Vec<PoolSlot<P>>,
+    processes: Vec<Process>,
+    /// The process each slot runs now, by slot.
+    current: Vec<usize>,
+    registry: Option<topology::RegistryTruth>,
+    /// Work deferred until the pool being drained is done.
+    deferred: Vec<topology::Deferred>,
     /// Settings of connections that left the table during the current
-    /// input, so a reopen can be checked against the connection it replaces.
+    /// drain, so a reopen can be checked against the connection it replaces.
     retired: Vec<(ConnId, Option<Setting>)>,
     inbox: Vec<Queued>,
     /// Signals queued by the step being applied, traced after it.
     queued_by_step: Vec<Signal>,
     next_signal: u64,
     clients: Vec<Client>,
-    /// Waiting requests: their client and the setting they asked for.
-    waiting: BTreeMap<RequestId, (u32, Option<Setting>)>,
-    /// Waiting requests by effective deadline, for `waiter-stalled`.
-    deadlines: BTreeSet<(Time, RequestId)>,
     next_request: u64,
-    shrink: Option<ShrinkWatch>,
     notices: Vec<Notice>,
+    /// The role limit refused a connect in the liveness phase: the server,
+    /// not the pool, is full, so a failed probe is not starvation.
+    server_full_since_heal: bool,
     trace: Trace,
     counters: Counters,
     violation: Option<Violation>,
     scratch: Vec<(ConnId, ConnState)>,
 }
 
+impl<P> fmt::Debug for World<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("pools", &self.pools.len())
+            .field("violation", &self.violation)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<P: SimPool> World<P> {
-    /// A world around `pool`, which was built from `pool_config`.
-    pub fn new(pool: P, pool_config: Config, config: WorldConfig, keep: Keep) -> World<P> {
+    /// A world whose pools are made by `make` from `pool_config`. `mutation`
+    /// is applied to the registry and the watchdogs (pools get theirs from
+    /// `make`). The config must be valid (`WorldConfig::problem`).
+    pub fn new(
+        make: MakePool<P>,
+        pool_config: Config,
+        config: WorldConfig,
+        mutation: Option<Mutation>,
+        keep: Keep,
+    ) -> World<P> {
+        assert!(config.problem().is_none(), "{:?}", config.problem());
+        let processes = config.processes;
         let clients = (0..config.clients)
             .map(|_| Client {
                 state: ClientState::Idle,
                 probe: false,
+                pool: None,
+                orphaned: false,
             })
             .collect();
+        let registry = (config.keys > 0).then(|| topology::RegistryTruth::new(mutation));
         let mut world = World {
-            capacity: pool_config.max_size,
-            pool,
+            make,
             pool_config,
             config,
+            mutation,
             now: Time::ZERO,
             phase: Phase::Safety,
-            close: None,
-            conns: BTreeMap::new(),
+            pools: Vec::new(),
+            processes: Vec::new(),
+            current: Vec::new(),
+            registry,
+            deferred: Vec::new(),
             retired: Vec::new(),
             inbox: Vec::new(),
             queued_by_step: Vec::new(),
             next_signal: 0,
             clients,
-            waiting: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
             next_request: 0,
-            shrink: None,
             notices: Vec::new(),
+            server_full_since_heal: false,
             trace: Trace::new(keep),
             counters: Counters::default(),
             violation: None,
             scratch: Vec::new(),
         };
-        // A pool may act on creation (filling min_idle).
-        world.settle();
+        if world.registry.is_none() {
+            for slot in 0..processes {
+                world.start_process(slot);
+            }
+        }
         world
     }
 
@@ -315,10 +502,6 @@ impl<P: SimPool> World<P> {
         self.phase
     }
 
-    pub fn pool(&self) -> &P {
-        &self.pool
-    }
-
     pub fn pool_config(&self) -> &Config {
         &self.pool_config
     }
@@ -327,28 +510,25 @@ impl<P: SimPool> World<P> {
         &self.config
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    pub fn pools(&self) -> &[PoolSlot<P>] {
+        &self.pools
     }
 
-    pub fn close(&self) -> Option<CloseTruth> {
-        self.close
+    pub fn processes(&self) -> &[Process] {
+        &self.processes
+    }
+
+    /// The process a slot runs now.
+    pub fn process_in(&self, slot: u32) -> Option<&Process> {
+        self.current.get(slot as usize).map(|&p| &self.processes[p])
     }
 
     pub fn clients(&self) -> &[Client] {
         &self.clients
     }
 
-    pub fn conns(&self) -> &BTreeMap<ConnId, ConnTruth> {
-        &self.conns
-    }
-
     pub fn inbox(&self) -> &[Queued] {
         &self.inbox
-    }
-
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
     }
 
     pub fn violation(&self) -> Option<&Violation> {
@@ -371,40 +551,63 @@ impl<P: SimPool> World<P> {
         std::mem::take(&mut self.notices)
     }
 
-    /// Connect attempts in flight at the server, by connection id.
-    pub fn attempts(&self) -> impl Iterator<Item = ConnId> + '_ {
+    /// Requests waiting, over every pool.
+    pub fn waiting(&self) -> usize {
+        self.pools.iter().map(|p| p.waiting.len()).sum()
+    }
+
+    /// The truth about a client's connection, if it holds or listens on one.
+    pub fn client_conn(&self, client: u32) -> Option<&ConnTruth> {
+        let c = self.clients.get(client as usize)?;
+        let conn = match c.state {
+            ClientState::Holding { conn, .. } | ClientState::Listening { conn } => conn,
+            _ => return None,
+        };
+        self.pools.get(c.pool? as usize)?.conns.get(&conn)
+    }
+
+    /// Connect attempts in flight at the server, by pool then connection.
+    pub fn attempts(&self) -> impl Iterator<Item = (u32, ConnId)> + '_ {
         self.sessions_in(Session::Connecting)
     }
 
-    /// Open server sessions (detached included), by connection id.
-    pub fn open_sessions(&self) -> impl Iterator<Item = ConnId> + '_ {
+    /// Open server sessions (detached included), by pool then connection.
+    pub fn open_sessions(&self) -> impl Iterator<Item = (u32, ConnId)> + '_ {
         self.sessions_in(Session::Open)
     }
 
-    fn sessions_in(&self, session: Session) -> impl Iterator<Item = ConnId> + '_ {
-        self.conns
+    fn sessions_in(&self, session: Session) -> impl Iterator<Item = (u32, ConnId)> + '_ {
+        self.pools.iter().enumerate().flat_map(move |(px, slot)| {
+            slot.conns
+                .iter()
+                .filter(move |(_, c)| c.session == session)
+                .map(move |(&id, _)| (px as u32, id))
+        })
+    }
+
+    /// The truth about a connection.
+    pub fn conn(&self, pool: u32, conn: ConnId) -> Option<&ConnTruth> {
+        self.pools.get(pool as usize)?.conns.get(&conn)
+    }
+
+    /// The earliest timer of any pool or watchdog.
+    pub fn next_timer(&self) -> Option<Time> {
+        let pools = self
+            .pools
             .iter()
-            .filter(move |(_, c)| c.session == session)
-            .map(|(&id, _)| id)
-    }
-
-    /// The ground-truth counts now.
-    pub fn census(&self) -> Census {
-        let mut census = Census::default();
-        for c in self.conns.values() {
-            tally(&mut census, c);
-        }
-        census
-    }
-
-    /// The pool's next timer.
-    pub fn pool_timeout(&self) -> Option<Time> {
-        self.pool.poll_timeout()
+            .filter(|p| p.service != Service::Exited)
+            .filter_map(|p| p.pool.poll_timeout());
+        let watchdogs = self
+            .processes
+            .iter()
+            .filter(|p| p.exited_at.is_none())
+            .filter_map(|p| p.watchdog.poll_timeout());
+        pools.chain(watchdogs).min()
     }
 
     // ----- driving -----
 
-    /// Apply one step: advance the clock (firing the pool's timers), then the
+    /// Apply one step: advance the clock (firing timers), then the
     /// transition. Does nothing once an invariant has broken.
     pub fn apply(&mut self, step: &Step) -> Target {
         if self.violation.is_some() {
@@ -428,22 +631,24 @@ impl<P: SimPool> World<P> {
                 target,
             },
         );
-        for signal in self.queued_by_step.drain(..) {
+        for signal in std::mem::take(&mut self.queued_by_step) {
             self.trace.push(self.now, Event::Signal(signal));
         }
-        if let Some(input) = input {
-            self.send(input);
-        } else {
-            self.check_state();
+        match input {
+            Some((pool, input)) => self.send(pool, input),
+            None => {
+                self.run_deferred();
+                self.check_state();
+            }
         }
         target
     }
 
-    /// Move the clock to `at`, firing the pool's timers on the way, each at
-    /// its own time.
+    /// Move the clock to `at`, firing every timer on the way, each at its
+    /// own time.
     pub fn advance_to(&mut self, at: Time) {
         while self.violation.is_none() {
-            match self.pool.poll_timeout() {
+            match self.next_timer() {
                 Some(due) if due <= at => {
                     self.now = self.now.max(due);
                     self.fire_timers();
@@ -471,60 +676,10 @@ impl<P: SimPool> World<P> {
         }
     }
 
-    /// The end of the run: the last liveness checks (the idle footprint).
-    pub fn finish(&mut self) {
-        if self.violation.is_some() {
-            return;
-        }
-        self.check_state();
-        if self.violation.is_some() || !matches!(self.phase, Phase::Liveness { .. }) {
-            return;
-        }
-        // Faults are healed and capacity is free, yet requests still wait.
-        self.count(Invariant::Starved);
-        let census = self.census();
-        let limit = self.config.role_conn_limit as usize;
-        let detached = self
-            .conns
-            .values()
-            .filter(|c| matches!(c.view, View::Detached { .. }) && c.session == Session::Open)
-            .count();
-        let room = limit == 0 || detached < limit;
-        if let Some((&request, _)) = self.waiting.first_key_value()
-            && self.close.is_none()
-            && census.borrowed < self.capacity
-            && room
-        {
-            let detail = format!(
-                "{request} still waits at the end of the liveness phase with {} of capacity {} borrowed",
-                census.borrowed, self.capacity
-            );
-            return self.violate(Invariant::Starved, detail);
-        }
-        self.count(Invariant::Footprint);
-        let closed = self.close.is_some_and(|c| c.completed_at.is_some());
-        let drains = closed || self.pool_config.idle_timeout_ms > 0;
-        let floor = if closed {
-            0
-        } else {
-            self.pool_config.min_idle.min(self.capacity)
-        };
-        if drains && census.sessions > floor {
-            self.violate(
-                Invariant::Footprint,
-                format!(
-                    "the pool still has {} server sessions after the liveness phase; its floor is {floor}",
-                    census.sessions
-                ),
-            );
-        }
-    }
-
     // ----- transitions -----
 
     /// What a transition applies to, and the pool input it makes (if any).
-    /// Signals it queues go to `queued_by_step` for the trace.
-    fn resolve(&mut self, transition: &Transition) -> (Target, Option<Input>) {
+    fn resolve(&mut self, transition: &Transition) -> (Target, Option<(u32, Input)>) {
         match *transition {
             Transition::Acquire {
                 client,
@@ -542,21 +697,21 @@ impl<P: SimPool> World<P> {
                 self.answer_connect(attempt, Answer::ReadyThenFin)
             }
             Transition::Kill { session } => match nth(|| self.open_sessions(), session) {
-                Some(conn) => {
+                Some((pool, conn)) => {
                     self.fault("kill");
-                    self.kill(conn);
-                    (Target::Conn(conn), None)
+                    self.kill(pool, conn);
+                    (Target::Conn(pool, conn), None)
                 }
                 None => (Target::Skipped("no open session"), None),
             },
             Transition::KillAll => {
-                let open: Vec<ConnId> = self.open_sessions().collect();
+                let open: Vec<(u32, ConnId)> = self.open_sessions().collect();
                 if open.is_empty() {
                     return (Target::Skipped("no open session"), None);
                 }
                 self.fault("kill-all");
-                for conn in open {
-                    self.kill(conn);
+                for (pool, conn) in open {
+                    self.kill(pool, conn);
                 }
                 (Target::World, None)
             }
@@ -566,32 +721,57 @@ impl<P: SimPool> World<P> {
                 }
                 let queued = self.inbox.remove(signal as usize % self.inbox.len());
                 let input = self.deliver(queued.signal);
-                (Target::Signal(queued.signal), Some(input))
+                (Target::Signal(queued.signal), input)
             }
-            Transition::SetCapacity { capacity } => {
-                if self.close.is_some() {
+            Transition::SetCapacity { capacity, pool } => {
+                let Some(px) = self.serving_pool(pool) else {
+                    return (Target::Skipped("no pool in service"), None);
+                };
+                let slot = &mut self.pools[px as usize];
+                if slot.close.is_some() {
                     return (Target::Skipped("pool is closing"), None);
                 }
-                self.capacity = capacity as usize;
+                slot.capacity = capacity as usize;
                 let capacity = capacity as usize;
-                (Target::World, Some(Input::SetCapacity { capacity }))
+                (
+                    Target::Pool(px),
+                    Some((px, Input::SetCapacity { capacity })),
+                )
             }
-            Transition::Close { timeout_ms } => {
-                if self.close.is_some() {
+            Transition::Close { timeout_ms, pool } => {
+                let Some(px) = self.serving_pool(pool) else {
+                    return (Target::Skipped("no pool in service"), None);
+                };
+                if self.pools[px as usize].close.is_some() {
                     return (Target::Skipped("pool is already closing"), None);
                 }
                 let deadline = timeout_ms.map(|ms| self.now.plus_ms(u64::from(ms)));
-                self.close = Some(CloseTruth {
-                    issued_at: self.now,
-                    deadline,
-                    completed_at: None,
-                    idle_since: None,
-                });
-                self.shrink = None;
-                (Target::World, Some(Input::Close { deadline }))
+                (Target::Pool(px), Some((px, self.begin_close(px, deadline))))
             }
+            Transition::Login {
+                client,
+                key,
+                timeout_ms,
+            } => self.login(client, key, timeout_ms),
+            Transition::Gc => self.gc(),
+            Transition::Orphan { process } => self.orphan(process),
+            Transition::Spawn { process } => self.spawn(process),
             Transition::Wait => (Target::World, None),
         }
+    }
+
+    /// The `index`-th pool in service (modulo their count).
+    fn serving_pool(&self, index: u32) -> Option<u32> {
+        nth(
+            || {
+                self.pools
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.service == Service::Serving)
+                    .map(|(px, _)| px as u32)
+            },
+            index,
+        )
     }
 
     fn client_index(&self, client: u32) -> Option<u32> {
@@ -604,13 +784,34 @@ impl<P: SimPool> World<P> {
         client: u32,
         setting: Option<Setting>,
         timeout_ms: Option<u32>,
-    ) -> (Target, Option<Input>) {
+    ) -> (Target, Option<(u32, Input)>) {
         let Some(client) = self.client_index(client) else {
             return (Target::Skipped("no clients"), None);
         };
         if self.clients[client as usize].state != ClientState::Idle {
             return (Target::Skipped("client is busy"), None);
         }
+        if self.client_orphaned(client) {
+            return (Target::Skipped("the client's process is orphaned"), None);
+        }
+        let Some(px) = self.pool_of(client) else {
+            return (Target::Skipped("client has no pool: log in first"), None);
+        };
+        if self.pools[px as usize].service != Service::Serving {
+            return (Target::Skipped("client's pool is out of service"), None);
+        }
+        let (target, input) = self.wait_on(client, px, setting, timeout_ms);
+        (target, Some((px, input)))
+    }
+
+    /// Make `client` wait on pool `px`; the acquire input to send.
+    fn wait_on(
+        &mut self,
+        client: u32,
+        px: u32,
+        setting: Option<Setting>,
+        timeout_ms: Option<u32>,
+    ) -> (Target, Input) {
         let request = RequestId(self.next_request);
         self.next_request += 1;
         let deadline = timeout_ms.map(|ms| self.now.plus_ms(u64::from(ms)));
@@ -619,11 +820,14 @@ impl<P: SimPool> World<P> {
             (self.pool_config.acquire_timeout_ms > 0)
                 .then(|| self.now.plus_ms(self.pool_config.acquire_timeout_ms))
         });
+        let slot = &mut self.pools[px as usize];
         if let Some(at) = effective {
-            self.deadlines.insert((at, request));
+            slot.deadlines.insert((at, request));
         }
-        self.waiting.insert(request, (client, setting));
-        self.clients[client as usize].state = ClientState::Waiting { request };
+        slot.waiting.insert(request, (client, setting));
+        let c = &mut self.clients[client as usize];
+        c.state = ClientState::Waiting { request };
+        c.pool = Some(px);
         self.notices.push(Notice::Waiting { client, request });
         let target = Target::Client {
             client,
@@ -635,41 +839,45 @@ impl<P: SimPool> World<P> {
             setting,
             deadline,
         };
-        (target, Some(input))
+        (target, input)
     }
 
-    fn cancel(&mut self, client: u32) -> (Target, Option<Input>) {
+    fn cancel(&mut self, client: u32) -> (Target, Option<(u32, Input)>) {
         let Some(client) = self.client_index(client) else {
             return (Target::Skipped("no clients"), None);
         };
-        let ClientState::Waiting { request } = self.clients[client as usize].state else {
+        let c = &self.clients[client as usize];
+        let (ClientState::Waiting { request }, Some(px)) = (c.state, c.pool) else {
             return (Target::Skipped("client is not waiting"), None);
         };
-        self.end_wait(request);
+        self.end_wait(px, request);
         self.set_client_idle(client);
         let target = Target::Client {
             client,
             request: Some(request),
             conn: None,
         };
-        (target, Some(Input::Cancel { request }))
+        (target, Some((px, Input::Cancel { request })))
     }
 
-    fn give_back(&mut self, client: u32, how: Return) -> (Target, Option<Input>) {
+    fn give_back(&mut self, client: u32, how: Return) -> (Target, Option<(u32, Input)>) {
         let Some(client) = self.client_index(client) else {
             return (Target::Skipped("no clients"), None);
         };
-        let ClientState::Holding { conn, .. } = self.clients[client as usize].state else {
+        let c = &self.clients[client as usize];
+        let (ClientState::Holding { conn, .. }, Some(px)) = (c.state, c.pool) else {
             return (Target::Skipped("client holds no connection"), None);
         };
-        if let Some(watch) = &mut self.shrink {
+        let now = self.now;
+        let slot = &mut self.pools[px as usize];
+        if let Some(watch) = &mut slot.shrink {
             watch.outstanding.remove(&conn);
         }
-        let truth = self
+        let truth = slot
             .conns
             .get_mut(&conn)
             .expect("a held connection has truth");
-        truth.last_active = self.now;
+        truth.last_active = now;
         let session_closed = truth.session == Session::Closed;
         let (view, input) = match how {
             // The pool was told it is dead: it must drop it, not pool it.
@@ -683,7 +891,7 @@ impl<P: SimPool> World<P> {
         };
         match view {
             Some(view) => truth.view = view,
-            None => self.forget(conn),
+            None => self.forget(px, conn),
         }
         match view {
             Some(View::Detached { .. }) => {
@@ -696,17 +904,18 @@ impl<P: SimPool> World<P> {
             request: None,
             conn: Some(conn),
         };
-        (target, Some(input))
+        (target, Some((px, input)))
     }
 
-    fn unlisten(&mut self, client: u32) -> (Target, Option<Input>) {
+    fn unlisten(&mut self, client: u32) -> (Target, Option<(u32, Input)>) {
         let Some(client) = self.client_index(client) else {
             return (Target::Skipped("no clients"), None);
         };
-        let ClientState::Listening { conn } = self.clients[client as usize].state else {
+        let c = &self.clients[client as usize];
+        let (ClientState::Listening { conn }, Some(px)) = (c.state, c.pool) else {
             return (Target::Skipped("client holds no detached connection"), None);
         };
-        self.forget(conn);
+        self.forget(px, conn);
         self.set_client_idle(client);
         let target = Target::Client {
             client,
@@ -716,46 +925,52 @@ impl<P: SimPool> World<P> {
         (target, None)
     }
 
-    fn answer_connect(&mut self, attempt: u32, answer: Answer) -> (Target, Option<Input>) {
-        let Some(conn) = nth(|| self.attempts(), attempt) else {
+    fn answer_connect(&mut self, attempt: u32, answer: Answer) -> (Target, Option<(u32, Input)>) {
+        let Some((px, conn)) = nth(|| self.attempts(), attempt) else {
             return (Target::Skipped("no connect in flight"), None);
         };
         let limit = self.config.role_conn_limit as usize;
         let refused = limit > 0 && self.open_sessions().count() >= limit;
         let now = self.now;
-        let truth = self.conns.get_mut(&conn).expect("an attempt has truth");
+        let truth = self.pools[px as usize]
+            .conns
+            .get_mut(&conn)
+            .expect("an attempt has truth");
         truth.last_active = now;
         match answer {
             _ if refused => {
                 // FATAL 53300: too many connections for role.
                 truth.session = Session::Closed;
                 self.fault("role-limit-refusal");
-                self.queue(SignalKind::ConnectFailed, conn);
+                if matches!(self.phase, Phase::Liveness { .. }) {
+                    self.server_full_since_heal = true;
+                }
+                self.queue(SignalKind::ConnectFailed, px, conn);
             }
             Answer::Ok => {
                 truth.session = Session::Open;
-                self.queue(SignalKind::Connected, conn);
+                self.queue(SignalKind::Connected, px, conn);
             }
             Answer::Fail => {
                 truth.session = Session::Closed;
                 self.fault("connect-error");
-                self.queue(SignalKind::ConnectFailed, conn);
+                self.queue(SignalKind::ConnectFailed, px, conn);
             }
             Answer::ReadyThenFin => {
                 // ReadyForQuery, then 57P01 and FIN in the same read: the
                 // deferred on_connect and the synchronous on_close both wait.
                 truth.session = Session::Closed;
                 self.fault("ready-then-fin");
-                self.queue(SignalKind::Connected, conn);
-                self.queue(SignalKind::Closed, conn);
+                self.queue(SignalKind::Connected, px, conn);
+                self.queue(SignalKind::Closed, px, conn);
             }
         }
-        (Target::Conn(conn), None)
+        (Target::Conn(px, conn), None)
     }
 
     /// The server terminates a session.
-    fn kill(&mut self, conn: ConnId) {
-        let truth = self
+    fn kill(&mut self, px: u32, conn: ConnId) {
+        let truth = self.pools[px as usize]
             .conns
             .get_mut(&conn)
             .expect("an open session has truth");
@@ -763,48 +978,54 @@ impl<P: SimPool> World<P> {
         match truth.view {
             View::Detached { client } => {
                 // The listener sees its connection drop; the pool does not.
-                self.forget(conn);
+                self.forget(px, conn);
                 self.set_client_idle(client);
                 self.notices.push(Notice::ListenerLost { client });
             }
-            _ => self.queue(SignalKind::Closed, conn),
+            _ => self.queue(SignalKind::Closed, px, conn),
         }
     }
 
-    fn queue(&mut self, kind: SignalKind, conn: ConnId) {
+    fn queue(&mut self, kind: SignalKind, pool: u32, conn: ConnId) {
         let seq = self.next_signal;
         self.next_signal += 1;
-        let signal = Signal { kind, conn };
+        let signal = Signal { kind, pool, conn };
         self.inbox.push(Queued { seq, signal });
         self.queued_by_step.push(signal);
         self.notices.push(Notice::Queued(seq));
     }
 
-    /// Ground truth moves as the pool hears a signal; the input tells it.
-    fn deliver(&mut self, signal: Signal) -> Input {
-        let conn = signal.conn;
-        if let Some(truth) = self.conns.get_mut(&conn) {
-            match (signal.kind, truth.view) {
+    /// Ground truth moves as a pool hears a signal; the input tells it.
+    /// Signals for a pool whose process exited go nowhere.
+    fn deliver(&mut self, signal: Signal) -> Option<(u32, Input)> {
+        let Signal { kind, pool, conn } = signal;
+        let slot = &mut self.pools[pool as usize];
+        if slot.service == Service::Exited {
+            return None;
+        }
+        if let Some(truth) = slot.conns.get_mut(&conn) {
+            match (kind, truth.view) {
                 (SignalKind::Connected, View::Opening) => truth.view = View::Pooled,
-                (SignalKind::ConnectFailed, View::Opening) => self.forget(conn),
+                (SignalKind::ConnectFailed, View::Opening) => self.forget(pool, conn),
                 (SignalKind::Closed, View::Opening | View::Pooled | View::Condemned) => {
-                    self.forget(conn)
+                    self.forget(pool, conn)
                 }
                 (SignalKind::Closed, View::Borrowed { .. }) => truth.closure_known = true,
                 // Anything else is stale for the pool: the truth stays.
                 _ => {}
             }
         }
-        match signal.kind {
+        let input = match kind {
             SignalKind::Connected => Input::Connected { conn },
             SignalKind::ConnectFailed => Input::ConnectFailed { conn },
             SignalKind::Closed => Input::Closed { conn },
-        }
+        };
+        Some((pool, input))
     }
 
     /// Drop a connection from the ground truth, closing its session.
-    fn forget(&mut self, conn: ConnId) {
-        if let Some(truth) = self.conns.remove(&conn) {
+    fn forget(&mut self, px: u32, conn: ConnId) {
+        if let Some(truth) = self.pools[px as usize].conns.remove(&conn) {
             self.retired.push((conn, truth.setting));
         }
     }
@@ -816,92 +1037,129 @@ impl<P: SimPool> World<P> {
         self.notices.push(Notice::ClientIdle { client });
     }
 
-    fn end_wait(&mut self, request: RequestId) {
-        self.waiting.remove(&request);
-        self.deadlines.retain(|&(_, r)| r != request);
+    fn end_wait(&mut self, px: u32, request: RequestId) {
+        let slot = &mut self.pools[px as usize];
+        slot.waiting.remove(&request);
+        slot.deadlines.retain(|&(_, r)| r != request);
+    }
+
+    /// Start closing pool `px`; the input that tells it.
+    fn begin_close(&mut self, px: u32, deadline: Option<Time>) -> Input {
+        let slot = &mut self.pools[px as usize];
+        slot.close = Some(CloseTruth {
+            issued_at: self.now,
+            deadline,
+            completed_at: None,
+            idle_since: None,
+        });
+        slot.shrink = None;
+        Input::Close { deadline }
     }
 
     fn fault(&mut self, name: &'static str) {
         *self.counters.faults.entry(name).or_default() += 1;
     }
 
-    // ----- the pool -----
+    fn world_event(&mut self, event: WorldEvent) {
+        self.trace.push(self.now, Event::World(event));
+    }
 
-    fn send(&mut self, input: Input) {
+    // ----- the pools -----
+
+    fn send(&mut self, px: u32, input: Input) {
         self.counters.inputs += 1;
-        self.trace.push(self.now, Event::Input(input.clone()));
-        if let Err(error) = self.pool.handle(self.now, input.clone()) {
+        self.trace.push(self.now, Event::Input(px, input.clone()));
+        let slot = &mut self.pools[px as usize];
+        if let Err(error) = slot.pool.handle(self.now, input.clone()) {
             self.violate(
                 Invariant::Accounting,
-                format!("the pool refused `{input}`, valid by ground truth: {error}"),
+                format!("P{px} refused `{input}`, valid by ground truth: {error}"),
             );
             return;
         }
-        self.settle();
+        self.settle(px);
     }
 
     /// After an input: carry out the commands, check, and fire timers that
     /// are already due.
-    fn settle(&mut self) {
-        self.drain();
+    fn settle(&mut self, px: u32) {
+        self.drain(px);
+        self.run_deferred();
         self.check_state();
-        if self.pool.poll_timeout().is_some_and(|due| due <= self.now) {
+        if self.next_timer().is_some_and(|due| due <= self.now) {
             self.fire_timers();
         }
     }
 
+    /// Fire every timer due now, pools and watchdogs alike.
     fn fire_timers(&mut self) {
         // A pool whose timer stays due after handle_timeout would spin here.
         const MAX_ROUNDS: u32 = 10_000;
         let mut rounds = 0;
-        while self.violation.is_none()
-            && self.pool.poll_timeout().is_some_and(|due| due <= self.now)
-        {
+        while self.violation.is_none() {
+            let now = self.now;
+            let due_pool = self.pools.iter().position(|p| {
+                p.service != Service::Exited && p.pool.poll_timeout().is_some_and(|d| d <= now)
+            });
+            let due_watchdog = self.processes.iter().position(|p| {
+                p.exited_at.is_none() && p.watchdog.poll_timeout().is_some_and(|d| d <= now)
+            });
+            if due_pool.is_none() && due_watchdog.is_none() {
+                break;
+            }
             rounds += 1;
             assert!(
                 rounds <= MAX_ROUNDS,
-                "the pool's timer stays due at {} after {MAX_ROUNDS} handle_timeout calls",
-                self.now
+                "a timer stays due at {now} after {MAX_ROUNDS} handle_timeout calls"
             );
             self.counters.timeouts += 1;
-            self.trace.push(self.now, Event::Timeout);
-            self.pool.handle_timeout(self.now);
-            self.drain();
+            if let Some(px) = due_pool {
+                self.trace.push(now, Event::Timeout(px as u32));
+                self.pools[px].pool.handle_timeout(now);
+                self.drain(px as u32);
+                self.run_deferred();
+            } else if let Some(process) = due_watchdog {
+                self.watchdog_check(process);
+            }
             self.check_state();
         }
     }
 
-    fn drain(&mut self) {
+    fn drain(&mut self, px: u32) {
         while self.violation.is_none() {
-            let Some(command) = self.pool.poll_command() else {
+            let Some(command) = self.pools[px as usize].pool.poll_command() else {
                 break;
             };
             self.counters.commands += 1;
-            self.trace.push(self.now, Event::Command(command.clone()));
-            self.on_command(command);
+            self.trace
+                .push(self.now, Event::Command(px, command.clone()));
+            self.on_command(px, command);
         }
         self.retired.clear();
     }
 
     /// Carry out a command against the ground truth, checking what can only
     /// be checked at the moment it is issued.
-    fn on_command(&mut self, command: Command) {
+    fn on_command(&mut self, px: u32, command: Command) {
         match command {
             Command::Open {
                 conn,
                 setting,
                 replaces,
-            } => self.on_open(conn, setting, replaces),
+            } => self.on_open(px, conn, setting, replaces),
             Command::Abort { conn, .. } | Command::Disconnect { conn, .. } => {
-                self.count(Invariant::BusyDisconnected);
-                match self.conns.get(&conn).map(|c| c.view) {
+                self.counters.count(Invariant::BusyDisconnected);
+                match self.pools[px as usize].conns.get(&conn).map(|c| c.view) {
                     Some(View::Borrowed { client }) | Some(View::Detached { client }) => self
                         .violate(
                             Invariant::BusyDisconnected,
-                            format!("`{command}` closes {conn}, which client {client} is using"),
+                            format!(
+                                "`{command}` closes {}, which client {client} is using",
+                                Qualified(px, conn)
+                            ),
                         ),
                     // Idempotent: a connection already gone stays gone.
-                    Some(_) | None => self.forget(conn),
+                    Some(_) | None => self.forget(px, conn),
                 }
             }
             Command::Grant {
@@ -909,183 +1167,191 @@ impl<P: SimPool> World<P> {
                 conn,
                 setting,
                 apply_setting,
-            } => self.on_grant(request, conn, setting, apply_setting),
-            Command::Reject { request, reason } => self.on_reject(request, reason),
-            Command::CloseComplete { leaked } => {
-                self.count(Invariant::Accounting);
-                let borrowed = self.census().borrowed;
-                let Some(close) = self.close.as_mut().filter(|c| c.completed_at.is_none()) else {
-                    return self.violate(
-                        Invariant::Accounting,
-                        "close-complete without a close in progress".to_owned(),
-                    );
-                };
-                close.completed_at = Some(self.now);
-                self.count(Invariant::OpenAfterClose);
-                if let Some((conn, _)) = self.conns.iter().find(|(_, c)| c.view == View::Opening) {
-                    let detail = format!(
-                        "close completed while {conn} is still connecting: a connect outlives Close"
-                    );
-                    return self.violate(Invariant::OpenAfterClose, detail);
-                }
-                if leaked != borrowed {
-                    self.violate(
-                        Invariant::Accounting,
-                        format!(
-                            "close-complete reports {leaked} leaked, but {borrowed} are borrowed"
-                        ),
-                    );
-                }
-            }
+            } => self.on_grant(px, request, conn, setting, apply_setting),
+            Command::Reject { request, reason } => self.on_reject(px, request, reason),
+            Command::CloseComplete { leaked } => self.on_close_complete(px, leaked),
         }
     }
 
-    fn on_open(&mut self, conn: ConnId, setting: Option<Setting>, replaces: Option<ConnId>) {
-        self.count(Invariant::OpenAfterClose);
-        if let Some(close) = self.close {
-            return self.violate(
-                Invariant::OpenAfterClose,
-                format!("open {conn} after close began at {}", close.issued_at),
+    fn on_open(
+        &mut self,
+        px: u32,
+        conn: ConnId,
+        setting: Option<Setting>,
+        replaces: Option<ConnId>,
+    ) {
+        let slot = &self.pools[px as usize];
+        self.counters.count(Invariant::OpenAfterClose);
+        if let Some(close) = slot.close {
+            let detail = format!(
+                "P{px} opens {conn} after close began at {}",
+                close.issued_at
             );
+            return self.violate(Invariant::OpenAfterClose, detail);
         }
-        self.count(Invariant::OverCapacity);
-        let held = self.census().held();
-        if held + 1 > self.capacity {
-            return self.violate(
-                Invariant::OverCapacity,
-                format!(
-                    "open {conn} makes {} held, capacity {}",
-                    held + 1,
-                    self.capacity
-                ),
+        self.counters.count(Invariant::OverCapacity);
+        let held = slot.census().held();
+        if held + 1 > slot.capacity {
+            let detail = format!(
+                "P{px} opens {conn}, making {} held with capacity {}",
+                held + 1,
+                slot.capacity
             );
+            return self.violate(Invariant::OverCapacity, detail);
         }
         if let Some(old) = replaces {
-            self.count(Invariant::SettingLost);
+            self.counters.count(Invariant::SettingLost);
             let before = self
                 .retired
                 .iter()
                 .find(|(id, _)| *id == old)
                 .map(|&(_, s)| s)
-                .or_else(|| self.conns.get(&old).map(|c| c.setting));
+                .or_else(|| slot.conns.get(&old).map(|c| c.setting));
             if let Some(before) = before
                 && before != setting
             {
-                return self.violate(
-                    Invariant::SettingLost,
-                    format!("reopen {conn} of {old} has setting {setting:?}, {old} had {before:?}"),
+                let detail = format!(
+                    "P{px} reopens {old} as {conn} with setting {setting:?}; {old} had {before:?}"
                 );
+                return self.violate(Invariant::SettingLost, detail);
             }
         }
-        self.count(Invariant::Accounting);
-        if self.conns.contains_key(&conn) {
-            return self.violate(
-                Invariant::Accounting,
-                format!("open {conn} reuses the id of a connection still in use"),
-            );
+        self.counters.count(Invariant::Accounting);
+        if slot.conns.contains_key(&conn) {
+            let detail = format!("P{px} opens {conn}, an id still in use");
+            return self.violate(Invariant::Accounting, detail);
         }
-        self.conns.insert(
+        let now = self.now;
+        self.pools[px as usize].conns.insert(
             conn,
             ConnTruth {
                 view: View::Opening,
                 session: Session::Connecting,
                 setting,
                 closure_known: false,
-                opened_at: self.now,
-                last_active: self.now,
+                opened_at: now,
+                last_active: now,
             },
         );
-        self.notices.push(Notice::Opened(conn));
+        self.notices.push(Notice::Opened { pool: px, conn });
     }
 
     fn on_grant(
         &mut self,
+        px: u32,
         request: RequestId,
         conn: ConnId,
         setting: Option<Setting>,
         apply_setting: bool,
     ) {
-        self.count(Invariant::LostConnection);
-        let Some(&(client, wanted)) = self.waiting.get(&request) else {
-            return self.violate(
-                Invariant::LostConnection,
-                format!("granted {conn} to {request}, which is not waiting: nobody gets it"),
-            );
+        self.counters.count(Invariant::LostConnection);
+        let slot = &mut self.pools[px as usize];
+        let Some(&(client, wanted)) = slot.waiting.get(&request) else {
+            let detail =
+                format!("P{px} grants {conn} to {request}, which is not waiting: nobody gets it");
+            return self.violate(Invariant::LostConnection, detail);
         };
-        self.count(Invariant::DoubleGrant);
-        self.count(Invariant::GhostIdle);
-        let view = self.conns.get(&conn).map(|c| c.view);
-        match view {
+        self.counters.count(Invariant::DoubleGrant);
+        self.counters.count(Invariant::GhostIdle);
+        let slot = &mut self.pools[px as usize];
+        let named = Qualified(px, conn);
+        match slot.conns.get(&conn).map(|c| c.view) {
             Some(View::Pooled) => {}
             Some(View::Borrowed { client: other }) | Some(View::Detached { client: other }) => {
-                return self.violate(
-                    Invariant::DoubleGrant,
-                    format!("granted {conn} to {request}, but client {other} has it"),
-                );
+                let detail = format!("granted {named} to {request}, but client {other} has it");
+                return self.violate(Invariant::DoubleGrant, detail);
             }
             Some(View::Opening) => {
-                return self.violate(
-                    Invariant::GhostIdle,
-                    format!("granted {conn} to {request} before it was reported connected"),
-                );
+                let detail =
+                    format!("granted {named} to {request} before it was reported connected");
+                return self.violate(Invariant::GhostIdle, detail);
             }
             Some(View::Condemned) | None => {
-                return self.violate(
-                    Invariant::GhostIdle,
-                    format!("granted {conn} to {request}, but the pool was told it is dead"),
-                );
+                let detail =
+                    format!("granted {named} to {request}, but the pool was told it is dead");
+                return self.violate(Invariant::GhostIdle, detail);
             }
         }
-        let truth = self.conns.get_mut(&conn).expect("checked above");
+        let truth = slot.conns.get_mut(&conn).expect("checked above");
         if apply_setting {
             truth.setting = setting;
         }
         truth.view = View::Borrowed { client };
         truth.last_active = self.now;
         let actual = truth.setting;
-        self.end_wait(request);
+        self.end_wait(px, request);
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Holding {
             conn,
             since: self.now,
         };
         if std::mem::take(&mut c.probe) {
-            self.count(Invariant::Starved);
+            self.counters.count(Invariant::Starved);
         }
         self.notices.push(Notice::Granted { client });
+        self.first_connect_landed(px, request, true);
         // The setting the client asked for is the one it must get.
-        self.count(Invariant::SettingLost);
+        self.counters.count(Invariant::SettingLost);
         if wanted != actual {
-            self.violate(
-                Invariant::SettingLost,
-                format!("{request} wanted setting {wanted:?} but {conn} carries {actual:?}"),
-            );
+            let detail =
+                format!("{request} wanted setting {wanted:?} but {named} carries {actual:?}");
+            self.violate(Invariant::SettingLost, detail);
         }
     }
 
-    fn on_reject(&mut self, request: RequestId, reason: RejectReason) {
-        self.count(Invariant::Accounting);
-        let Some(&(client, _)) = self.waiting.get(&request) else {
-            return self.violate(
-                Invariant::Accounting,
-                format!("rejected {request}, which is not waiting"),
-            );
+    fn on_reject(&mut self, px: u32, request: RequestId, reason: RejectReason) {
+        self.counters.count(Invariant::Accounting);
+        let Some(&(client, _)) = self.pools[px as usize].waiting.get(&request) else {
+            let detail = format!("P{px} rejects {request}, which is not waiting");
+            return self.violate(Invariant::Accounting, detail);
         };
-        self.end_wait(request);
+        self.end_wait(px, request);
         let probe = self.clients[client as usize].probe;
         self.set_client_idle(client);
+        self.first_connect_landed(px, request, false);
         if probe {
-            self.count(Invariant::Starved);
-            if reason != RejectReason::Closed {
-                self.violate(
-                    Invariant::Starved,
-                    format!(
-                        "probe {request} rejected ({reason:?}) with faults healed and capacity {} free",
-                        self.capacity.saturating_sub(self.census().borrowed)
-                    ),
+            self.counters.count(Invariant::Starved);
+            if reason != RejectReason::Closed && !self.server_full_since_heal {
+                let borrowed = self.pools[px as usize].census().borrowed;
+                let capacity = self.pools[px as usize].capacity;
+                let detail = format!(
+                    "probe {request} rejected ({reason:?}) with faults healed and {} of P{px}'s capacity {capacity} free",
+                    capacity.saturating_sub(borrowed)
                 );
+                self.violate(Invariant::Starved, detail);
             }
         }
+    }
+
+    fn on_close_complete(&mut self, px: u32, leaked: usize) {
+        self.counters.count(Invariant::Accounting);
+        let now = self.now;
+        let slot = &mut self.pools[px as usize];
+        let borrowed = slot.census().borrowed;
+        let opening = slot
+            .conns
+            .iter()
+            .find(|(_, c)| c.view == View::Opening)
+            .map(|(&id, _)| id);
+        let Some(close) = slot.close.as_mut().filter(|c| c.completed_at.is_none()) else {
+            let detail = format!("P{px} reports close-complete without a close in progress");
+            return self.violate(Invariant::Accounting, detail);
+        };
+        close.completed_at = Some(now);
+        self.counters.count(Invariant::OpenAfterClose);
+        if let Some(conn) = opening {
+            let detail = format!(
+                "P{px} completed close while {conn} is still connecting: a connect outlives Close"
+            );
+            return self.violate(Invariant::OpenAfterClose, detail);
+        }
+        if leaked != borrowed {
+            let detail = format!(
+                "P{px} reports {leaked} leaked at close-complete, but {borrowed} are borrowed"
+            );
+            return self.violate(Invariant::Accounting, detail);
+        }
+        self.closed(px);
     }
 }
 
