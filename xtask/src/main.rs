@@ -9,6 +9,7 @@ mod hunt;
 mod print;
 mod replay;
 mod seeds;
+mod shrink;
 mod sim;
 mod sweep;
 
@@ -35,6 +36,7 @@ enum Command {
     Sweep(sweep::Args),
     Replay(replay::Args),
     Hunt(hunt::Args),
+    Shrink(shrink::Args),
     Ci(ci::Args),
 }
 
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Hunt(args) => hunt::run(args),
+        Command::Shrink(args) => shrink::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

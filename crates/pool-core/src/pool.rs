@@ -777,13 +777,11 @@ impl Pool {
                     return;
                 };
                 c.idle_deadline = None;
+                // Part of the floor: it stays, with no timer. Re-arming would
+                // wake the pool every period for nothing; any conn that later
+                // goes idle above the floor brings its own timer.
                 if above_floor {
                     self.disconnect(conn, DisconnectReason::IdleTimeout);
-                } else {
-                    // Part of the floor: look again after another period.
-                    c.idle_deadline =
-                        enabled(self.config.idle_timeout_ms).map(|ms| self.now.plus_ms(ms));
-                    self.timers.arm(c.idle_deadline, Timer::Idle(conn));
                 }
             }
             Timer::Lifetime(conn) => {

@@ -808,10 +808,10 @@ fn rule_07_idle_timeout_closes_down_to_min_idle() {
         drain(&mut pool),
         vec![disconnect(0, DisconnectReason::IdleTimeout)]
     );
-    // The last idle conn is the floor: kept, and looked at again later.
+    // The last idle conn is the floor: kept, with no timer left to wake for.
     pool.handle_timeout(t(1_200));
     assert_eq!(drain(&mut pool), vec![]);
-    assert_eq!(pool.poll_timeout(), Some(t(2_200)));
+    assert_eq!(pool.poll_timeout(), None);
     pool.handle_timeout(t(60_000));
     assert_eq!(drain(&mut pool), vec![]);
     assert_eq!(conns(&pool), vec![(c(1), ConnState::Idle)]);

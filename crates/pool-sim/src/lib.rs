@@ -14,6 +14,7 @@ pub mod invariant;
 pub mod pool;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod swarm;
 pub mod trace;
 pub mod transition;

@@ -1,31 +1,55 @@
-//! Every file in `scenarios/` replayed, each reported as its own test.
+//! Every file in `scenarios/` replayed, each reported as its own test. A
+//! scenario with a mutation is tested both ways: with the bug put back it
+//! ends as its `expect` says; without it, the same steps pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use pool_sim::run::{Options, Outcome, run_scenario};
 use pool_sim::scenario::files_in;
-use pool_sim::{Expect, Scenario};
+use pool_sim::{Expect, Mutation, Scenario};
 
 fn main() {
     let args = Arguments::from_args();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
     let files = files_in(&dir).expect("the scenarios directory is readable");
-    let trials = files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Trial::test(format!("scenario::{name}"), move || replay(&path))
-        })
-        .collect();
+    let mut trials = Vec::new();
+    for path in files {
+        let name = path
+            .strip_prefix(&dir)
+            .unwrap_or(&path)
+            .with_extension("")
+            .to_string_lossy()
+            .replace('/', "::");
+        // A file that does not parse fails its first trial, with the error.
+        let mutation = Scenario::load(&path).ok().and_then(|s| s.mutation);
+        let p = path.clone();
+        let trial = Trial::test(format!("scenario::{name}"), move || replay(&p, true));
+        trials.push(match mutation {
+            Some(_) if !Mutation::available() => {
+                trial.with_ignored_flag(true) // needs the mutations feature
+            }
+            _ => trial,
+        });
+        if mutation.is_some() {
+            let p: PathBuf = path.clone();
+            trials.push(Trial::test(
+                format!("scenario::{name}::without-mutation"),
+                move || replay(&p, false),
+            ));
+        }
+    }
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn replay(path: &Path) -> Result<(), Failed> {
-    let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+/// Replay `path`; with `as_written` false, drop its mutation and expect a
+/// pass.
+fn replay(path: &Path, as_written: bool) -> Result<(), Failed> {
+    let mut scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+    if !as_written {
+        scenario.mutation = None;
+        scenario.expect = Expect::Pass;
+    }
     let report = run_scenario(&scenario, Options::default());
     let got = match &report.outcome {
         Outcome::Pass => Expect::Pass,

@@ -1,0 +1,172 @@
+//! `cargo xtask shrink`: a failing seed (or scenario file) down to a short
+//! regression scenario.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pool_sim::shrink::{Keeps, shrink};
+use pool_sim::{Expect, Mutation, Options, Outcome, Scenario};
+
+use crate::print;
+use crate::sim::{DEFAULT_EVENTS, reproduce_command};
+
+/// Shrink a failing run to a 1-minimal scenario: delta debugging over its
+/// transitions (chunks, then single ones, then smaller values and times)
+/// while the same invariant still fires, and (with a mutation) the same
+/// steps still pass without it.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The failing seed to shrink.
+    #[arg(
+        long,
+        conflicts_with = "scenario",
+        required_unless_present = "scenario"
+    )]
+    seed: Option<u64>,
+    /// Or: a scenario file that fails (its `expect` names the invariant).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Steps in the seed's safety phase.
+    #[arg(long, default_value_t = DEFAULT_EVENTS)]
+    events: u64,
+    /// The seed report's bug to put back (a scenario's own by default).
+    #[arg(long, value_name = "NAME")]
+    mutation: Option<Mutation>,
+    /// Where to write the shrunk scenario.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The scenario's name (default: from the mutation and seed).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn run(args: Args) -> i32 {
+    let (original, source) = match (&args.scenario, args.seed) {
+        (Some(path), _) => match Scenario::load(path) {
+            Ok(s) => (s, format!("scenario {}", path.display())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        },
+        (None, Some(seed)) => (
+            from_seed(seed, args.events, args.mutation),
+            reproduce_command(seed, args.events, args.mutation),
+        ),
+        (None, None) => unreachable!("clap requires --seed or --scenario"),
+    };
+    let mutation = args.mutation.or(original.mutation);
+    let options = Options {
+        mutation,
+        ..Options::default()
+    };
+    let outcome = pool_sim::run_scenario(&original, options).outcome;
+    let Outcome::Violated(violation) = &outcome else {
+        println!(
+            "{source} does not break an invariant ({}): nothing to shrink",
+            print::outcome_line(&outcome)
+        );
+        return 1;
+    };
+    let invariant = violation.invariant;
+    let with = mutation.map(|m| format!(" with {m}")).unwrap_or_default();
+    println!(
+        "shrinking {source}: {} transitions, {invariant}{with}",
+        original.steps.len()
+    );
+    #[allow(clippy::disallowed_methods)] // wall time, reported only
+    let started = Instant::now();
+    let keeps = Keeps {
+        invariant,
+        mutation,
+    };
+    let Some(shrunk) = shrink(&original, keeps) else {
+        println!("cannot shrink: the failure needs the mutation and also fails without it");
+        return 1;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let mut scenario = shrunk.scenario;
+    scenario.name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| match (mutation, args.seed) {
+            (Some(m), Some(seed)) => format!("{m}-seed-{seed}"),
+            (None, Some(seed)) => format!("seed-{seed}-{invariant}"),
+            _ => format!("{}-shrunk", original.name),
+        });
+    scenario.expect = Expect::Violation(invariant);
+    let command = match (&args.scenario, args.seed) {
+        (Some(path), _) => format!(
+            "cargo xtask shrink --scenario {}{}",
+            path.display(),
+            mutation
+                .map(|m| format!(" --mutation {m}"))
+                .unwrap_or_default()
+        ),
+        (None, Some(seed)) => {
+            reproduce_command(seed, args.events, mutation).replace(" sim ", " shrink ")
+        }
+        _ => unreachable!(),
+    };
+    scenario.about = format!(
+        "{invariant} caught{with}, shrunk by `{command}` from {} to {} transitions.{}",
+        shrunk.steps_before,
+        scenario.steps.len(),
+        mutation
+            .map(|m| format!(
+                " Without {m} the same steps pass. Bug from seed report {}.",
+                m.seed_report()
+            ))
+            .unwrap_or_default()
+    );
+    // What each step resolves to, as comments.
+    let record = Options {
+        mutation,
+        record: true,
+        ..Options::default()
+    };
+    let replay =
+        pool_sim::run::run_steps(pool_sim::run::reference_pools(mutation), &scenario, record);
+    let notes: Vec<String> = replay
+        .recorded
+        .iter()
+        .map(|(_, t)| print::target_note(t))
+        .collect();
+    let header = "pool-sim regression scenario (shrunk). Replay: cargo xtask replay <this file>";
+    if let Err(e) = std::fs::write(&args.out, scenario.to_toml(header, Some(&notes))) {
+        eprintln!("error: cannot write {}: {e}", args.out.display());
+        return 1;
+    }
+    println!(
+        "shrunk {} -> {} transitions in {seconds:.2}s ({} runs); 1-minimal: removing any one transition loses {invariant}",
+        shrunk.steps_before,
+        scenario.steps.len(),
+        shrunk.runs
+    );
+    println!(
+        "wrote {} (replay: cargo xtask replay {})",
+        args.out.display(),
+        args.out.display()
+    );
+    0
+}
+
+/// A seed's run as a scenario (its safety-phase transitions).
+fn from_seed(seed: u64, events: u64, mutation: Option<Mutation>) -> Scenario {
+    let options = Options {
+        mutation,
+        record: true,
+        ..Options::default()
+    };
+    let (swarm, report) = pool_sim::run_seed(seed, events, options);
+    Scenario {
+        name: format!("seed-{seed}"),
+        about: String::new(),
+        expect: Expect::Pass,
+        mutation,
+        seed: Some(seed),
+        pool: swarm.pool,
+        world: swarm.world,
+        steps: report.recorded.into_iter().map(|(s, _)| s).collect(),
+    }
+}
