@@ -65,12 +65,13 @@ pub fn shrink(scenario: &Scenario, keeps: Keeps) -> Option<Shrunk> {
     }
     let steps_before = current.steps.len();
     loop {
-        let before = (current.steps.clone(), runs);
+        let before = current.clone();
         remove_chunks(&mut current, keeps, &mut runs);
         remove_singles(&mut current, keeps, &mut runs);
         simplify_values(&mut current, keeps, &mut runs);
         compress_time(&mut current, keeps, &mut runs);
-        if current.steps == before.0 {
+        simplify_config(&mut current, keeps, &mut runs);
+        if current == before {
             break;
         }
     }
@@ -138,6 +139,91 @@ fn remove_singles(current: &mut Scenario, keeps: Keeps, runs: &mut u64) {
         }
         if !removed {
             break;
+        }
+    }
+}
+
+/// A smaller world: fewer processes, clients and keys, a smaller pool,
+/// timers off, no role limit; each kept only if the failure holds.
+fn simplify_config(current: &mut Scenario, keeps: Keeps, runs: &mut u64) {
+    type Get = fn(&Scenario) -> u64;
+    type Set = fn(&mut Scenario, u64);
+    // Sizes go down to 1 (0 is a degenerate pool, not a simpler one); the
+    // floor and the limit to 0; timers to 0, which disables them.
+    let (size, zero): (&[u64], &[u64]) = (&[1], &[0, 1]);
+    let fields: [(Get, Set, &[u64]); 11] = [
+        (
+            |s| s.world.processes.into(),
+            |s, v| s.world.processes = v as u32,
+            size,
+        ),
+        (
+            |s| s.world.clients.into(),
+            |s, v| s.world.clients = v as u32,
+            size,
+        ),
+        (
+            |s| s.world.keys.into(),
+            |s, v| s.world.keys = v as u32,
+            size,
+        ),
+        (
+            |s| s.pool.max_size as u64,
+            |s, v| s.pool.max_size = v as usize,
+            size,
+        ),
+        (
+            |s| s.world.role_conn_limit.into(),
+            |s, v| s.world.role_conn_limit = v as u32,
+            zero,
+        ),
+        (
+            |s| s.pool.min_idle as u64,
+            |s, v| s.pool.min_idle = v as usize,
+            zero,
+        ),
+        (
+            |s| s.pool.idle_timeout_ms,
+            |s, v| s.pool.idle_timeout_ms = v,
+            zero,
+        ),
+        (
+            |s| s.pool.max_lifetime_ms,
+            |s, v| s.pool.max_lifetime_ms = v,
+            zero,
+        ),
+        (
+            |s| s.pool.acquire_timeout_ms,
+            |s, v| s.pool.acquire_timeout_ms = v,
+            zero,
+        ),
+        (
+            |s| s.pool.connect_timeout_ms,
+            |s, v| s.pool.connect_timeout_ms = v,
+            zero,
+        ),
+        (
+            |s| s.pool.reconnect_backoff_ms,
+            |s, v| s.pool.reconnect_backoff_ms = v,
+            zero,
+        ),
+    ];
+    for (get, set, floors) in fields {
+        let value = get(current);
+        let halved = [value / 2];
+        for &smaller in floors.iter().chain(&halved) {
+            if smaller >= value {
+                continue;
+            }
+            let mut candidate = current.clone();
+            set(&mut candidate, smaller);
+            if candidate.world.problem().is_some() {
+                continue;
+            }
+            if keeps.holds(&candidate, runs) {
+                *current = candidate;
+                break;
+            }
         }
     }
 }
