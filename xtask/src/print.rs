@@ -171,3 +171,23 @@ pub fn target_note(target: &pool_sim::Target) -> String {
         Target::Skipped(why) => format!("skipped: {why}"),
     }
 }
+
+/// Write a run's trace as Chrome Trace Event JSON; `Err` carries the exit
+/// code after saying what went wrong.
+pub fn write_perfetto(path: &std::path::Path, report: &Report) -> Result<(), i32> {
+    let json = pool_sim::perfetto::chrome_trace(&report.trace);
+    match std::fs::write(path, json) {
+        Ok(()) => {
+            println!(
+                "wrote {} ({} trace lines): open it in https://ui.perfetto.dev",
+                path.display(),
+                report.trace.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            Err(1)
+        }
+    }
+}

@@ -19,6 +19,10 @@ pub struct Args {
     /// (then the outcome is shown, not compared with `expect`).
     #[arg(long, value_name = "NAME")]
     mutation: Option<Mutation>,
+    /// Write the run as Chrome Trace Event JSON (open it in ui.perfetto.dev);
+    /// for a single scenario file.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
     /// Print one line per event as it happens.
     #[arg(long, short)]
     verbose: bool,
@@ -36,6 +40,10 @@ pub fn run(args: Args) -> i32 {
     } else {
         vec![args.path.clone()]
     };
+    if args.perfetto.is_some() && files.len() != 1 {
+        eprintln!("error: --perfetto needs a single scenario file, not a directory");
+        return 2;
+    }
     if files.is_empty() {
         eprintln!(
             "error: no *.toml scenario files under {}",
@@ -46,7 +54,7 @@ pub fn run(args: Args) -> i32 {
     let mut worst = 0;
     let mut failed = 0;
     for file in &files {
-        let code = replay_one(file, args.mutation, args.verbose);
+        let code = replay_one(file, args.mutation, args.verbose, args.perfetto.as_deref());
         if code != 0 {
             failed += 1;
             worst = worst.max(code);
@@ -63,7 +71,12 @@ pub fn run(args: Args) -> i32 {
 }
 
 /// Replay one file; 0 when it ends as expected.
-fn replay_one(path: &Path, mutation: Option<Mutation>, verbose: bool) -> i32 {
+fn replay_one(
+    path: &Path,
+    mutation: Option<Mutation>,
+    verbose: bool,
+    perfetto: Option<&Path>,
+) -> i32 {
     let scenario = match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -71,7 +84,11 @@ fn replay_one(path: &Path, mutation: Option<Mutation>, verbose: bool) -> i32 {
             return 1;
         }
     };
-    let keep = if verbose { Keep::Echo } else { Keep::Tail };
+    let keep = match (verbose, perfetto.is_some()) {
+        (true, _) => Keep::Echo,
+        (false, true) => Keep::All,
+        (false, false) => Keep::Tail,
+    };
     let steps = scenario.steps.len();
     if let Some(m) = mutation {
         // An explicit mutation: show what it does to this scenario.
@@ -81,6 +98,11 @@ fn replay_one(path: &Path, mutation: Option<Mutation>, verbose: bool) -> i32 {
             mutation: Some(m),
         };
         let report = run_scenario(&scenario, options);
+        if let Some(out) = perfetto
+            && let Err(code) = print::write_perfetto(out, &report)
+        {
+            return code;
+        }
         println!(
             "{}: with {m}: {}",
             path.display(),
@@ -94,6 +116,11 @@ fn replay_one(path: &Path, mutation: Option<Mutation>, verbose: bool) -> i32 {
         ..Options::default()
     };
     let report = run_scenario(&scenario, options);
+    if let Some(out) = perfetto
+        && let Err(code) = print::write_perfetto(out, &report)
+    {
+        return code;
+    }
     if !ends_as(&report.outcome, scenario.expect) {
         let with = scenario
             .mutation

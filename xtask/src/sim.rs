@@ -23,6 +23,10 @@ pub struct Args {
     /// Write the run as a scenario file that replays it without the RNG.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Write the run as Chrome Trace Event JSON (open it in ui.perfetto.dev):
+    /// a track per connection, client waits, faults, the violation.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
     /// Print one line per event as it happens.
     #[arg(long, short)]
     verbose: bool,
@@ -32,7 +36,11 @@ pub const DEFAULT_EVENTS: u64 = 1_000;
 
 pub fn run(args: Args) -> i32 {
     let options = Options {
-        keep: if args.verbose { Keep::Echo } else { Keep::Tail },
+        keep: match (args.verbose, args.perfetto.is_some()) {
+            (true, _) => Keep::Echo,
+            (false, true) => Keep::All,
+            (false, false) => Keep::Tail,
+        },
         record: args.record.is_some(),
         mutation: args.mutation,
     };
@@ -58,6 +66,11 @@ pub fn run(args: Args) -> i32 {
             "  or shrink it: {}",
             reproduce.replace(" sim ", " shrink ") + " --out FILE"
         );
+    }
+    if let Some(path) = &args.perfetto
+        && let Err(code) = crate::print::write_perfetto(path, &report)
+    {
+        return code;
     }
     if let Some(path) = &args.record {
         let scenario = Scenario {

@@ -11,6 +11,7 @@
 
 pub mod driver;
 pub mod invariant;
+pub mod perfetto;
 pub mod pool;
 pub mod run;
 pub mod scenario;
