@@ -4,6 +4,7 @@
 //! simulator in-process (pool-sim is built optimised even in the dev
 //! profile) and drives cargo for everything else.
 
+mod bench;
 mod ci;
 mod hunt;
 mod print;
@@ -37,6 +38,7 @@ enum Command {
     Replay(replay::Args),
     Hunt(hunt::Args),
     Shrink(shrink::Args),
+    Bench(bench::Args),
     Ci(ci::Args),
 }
 
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Hunt(args) => hunt::run(args),
         Command::Shrink(args) => shrink::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -49,6 +49,8 @@ pub struct Generator {
     emitted: u64,
     agenda: BTreeMap<(Time, u64, u64), Plan>,
     planned: u64,
+    /// The world's notices, taken each step (kept to reuse its buffer).
+    notices: Vec<Notice>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +87,7 @@ impl Generator {
             emitted: 0,
             agenda: BTreeMap::new(),
             planned: 0,
+            notices: Vec::new(),
         };
         for client in 0..generator.swarm.world.clients {
             let at = generator.rng.below(generator.swarm.workload.think_ms + 1);
@@ -240,16 +243,12 @@ impl Generator {
             }
             Plan::IdleReaper => {
                 let timeout = f.server_idle_timeout_ms;
-                let expired: Vec<(u32, ConnId)> = world
-                    .open_sessions()
-                    .filter(|&(p, c)| {
-                        world
-                            .conn(p, c)
-                            .is_some_and(|t| t.last_active.plus_ms(timeout) <= now)
-                    })
-                    .collect();
-                for (pool, conn) in expired {
-                    self.plan(now, Plan::Kill(pool, conn));
+                for (px, slot) in world.pools().iter().enumerate() {
+                    for (&conn, c) in &slot.conns {
+                        if c.session == Session::Open && c.last_active.plus_ms(timeout) <= now {
+                            self.plan(now, Plan::Kill(px as u32, conn));
+                        }
+                    }
                 }
                 self.plan(now.plus_ms((timeout / 4).max(1)), Plan::IdleReaper);
                 None
@@ -338,9 +337,12 @@ impl<P: SimPool> Driver<P> for Generator {
         if self.emitted >= self.events {
             return None;
         }
-        for notice in world.take_notices() {
+        let mut notices = std::mem::take(&mut self.notices);
+        world.take_notices(&mut notices);
+        for &notice in &notices {
             self.on_notice(world, notice);
         }
+        self.notices = notices;
         self.emitted += 1;
         let now = world.now();
         let close_at = self.swarm.workload.close_at_step;
@@ -595,7 +597,7 @@ impl<P: SimPool> Driver<P> for Healer {
         if self.done {
             return None;
         }
-        world.take_notices();
+        world.take_notices(&mut Vec::new());
         let now = world.now();
         self.steps += 1;
         if now >= self.horizon || self.steps > HEAL_MAX_STEPS {

@@ -153,7 +153,7 @@ pub enum Keep {
 #[derive(Debug)]
 pub struct Trace {
     keep: Keep,
-    hasher: Fnv64,
+    hasher: TraceHasher,
     lines: u64,
     tail: VecDeque<Line>,
     all: Vec<Line>,
@@ -166,7 +166,7 @@ impl Trace {
     pub fn new(keep: Keep) -> Trace {
         Trace {
             keep,
-            hasher: Fnv64::default(),
+            hasher: TraceHasher::default(),
             lines: 0,
             tail: VecDeque::with_capacity(TAIL_LINES),
             all: Vec::new(),
@@ -219,26 +219,59 @@ impl Trace {
     }
 }
 
-/// FNV-1a, 64-bit: tiny, stable, and good enough to compare traces.
+/// A word-at-a-time multiply-rotate hash (FxHash's mixing): stable across
+/// runs of one binary, cheap enough to hash every line of every run, and
+/// good enough to tell two traces apart.
 #[derive(Debug)]
-struct Fnv64(u64);
+struct TraceHasher(u64);
 
-impl Default for Fnv64 {
+impl Default for TraceHasher {
     fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
+        TraceHasher(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Hasher for Fnv64 {
+impl TraceHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for TraceHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
         }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.mix(i as u64);
     }
 }
 

@@ -25,13 +25,28 @@ impl<P: SimPool> World<P> {
     /// The checks that compare states, for every pool in the world: each
     /// connection the pool reports against ground truth, the gauges, and the
     /// liveness bounds; then the orphaned processes.
+    /// Pools that changed get every check; every pool gets the liveness
+    /// bounds (time moves for all of them).
     pub(super) fn check_state(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &px in &dirty {
+            if self.violation.is_some() {
+                return;
+            }
+            if self.pools[px as usize].service != Service::Exited {
+                self.check_pool(px as usize);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
         for px in 0..self.pools.len() {
             if self.violation.is_some() {
                 return;
             }
-            if self.pools[px].service != Service::Exited {
-                self.check_pool(px);
+            let slot = &self.pools[px];
+            if slot.service != Service::Exited {
+                let census = slot.counted;
+                self.check_liveness(px, &census);
             }
         }
         if self.violation.is_none() {
@@ -41,6 +56,7 @@ impl<P: SimPool> World<P> {
 
     fn check_pool(&mut self, px: usize) {
         let census = self.check_conns(px);
+        self.pools[px].counted = census;
         if self.violation.is_some() {
             return;
         }
@@ -61,9 +77,8 @@ impl<P: SimPool> World<P> {
                 census.held(),
                 slot.capacity
             );
-            return self.violate(Invariant::IdleWhileWaiting, detail);
+            self.violate(Invariant::IdleWhileWaiting, detail);
         }
-        self.check_liveness(px, &census);
     }
 
     /// Merge the pool's connections with ground truth, by id.
@@ -111,7 +126,7 @@ impl<P: SimPool> World<P> {
     fn check_gauges(&mut self, px: usize, census: &Census) {
         self.counters.count(Invariant::Accounting);
         let slot = &self.pools[px];
-        let stats = slot.pool.stats();
+        let stats = slot.pool.gauges();
         let truth = [
             ("opening", census.opening, stats.opening),
             ("idle", census.pooled, stats.idle),
@@ -206,7 +221,7 @@ impl<P: SimPool> World<P> {
                 continue;
             }
             self.counters.count(Invariant::Footprint);
-            let sessions = self.pools[p.pool as usize].census().sessions;
+            let sessions = self.pools[p.pool as usize].counted.sessions;
             if self.now > orphaned_at.plus_ms(grace) && sessions > 0 {
                 let detail = format!(
                     "process P{} was orphaned at {orphaned_at} and still holds {sessions} server session(s)",
@@ -225,6 +240,7 @@ impl<P: SimPool> World<P> {
         if self.violation.is_some() {
             return;
         }
+        self.dirty = (0..self.pools.len() as u32).collect();
         self.check_state();
         if self.violation.is_some() || !quiet || !matches!(self.phase, Phase::Liveness { .. }) {
             return;

@@ -304,6 +304,9 @@ pub struct PoolSlot<P> {
     /// Waiting requests by effective deadline, for `waiter-stalled`.
     deadlines: BTreeSet<(Time, RequestId)>,
     shrink: Option<ShrinkWatch>,
+    /// The ground-truth counts as of the last check (kept current: every
+    /// change to this pool's truth marks it for a check).
+    counted: Census,
 }
 
 impl<P: SimPool> PoolSlot<P> {
@@ -318,6 +321,7 @@ impl<P: SimPool> PoolSlot<P> {
             waiting: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             shrink: None,
+            counted: Census::default(),
         }
     }
 
@@ -408,6 +412,8 @@ pub struct World<P> {
     registry: Option<topology::RegistryTruth>,
     /// Work deferred until the pool being drained is done.
     deferred: Vec<topology::Deferred>,
+    /// Pools whose truth or state changed since the last check.
+    dirty: Vec<u32>,
     /// Settings of connections that left the table during the current
     /// drain, so a reopen can be checked against the connection it replaces.
     retired: Vec<(ConnId, Option<Setting>)>,
@@ -471,6 +477,7 @@ impl<P: SimPool> World<P> {
             current: Vec::new(),
             registry,
             deferred: Vec::new(),
+            dirty: Vec::new(),
             retired: Vec::new(),
             inbox: Vec::new(),
             queued_by_step: Vec::new(),
@@ -547,8 +554,10 @@ impl<P: SimPool> World<P> {
         &self.counters
     }
 
-    pub fn take_notices(&mut self) -> Vec<Notice> {
-        std::mem::take(&mut self.notices)
+    /// Move the notices since the last call into `out` (cleared first).
+    pub fn take_notices(&mut self, out: &mut Vec<Notice>) {
+        out.clear();
+        std::mem::swap(out, &mut self.notices);
     }
 
     /// Requests waiting, over every pool.
@@ -929,6 +938,7 @@ impl<P: SimPool> World<P> {
         let Some((px, conn)) = nth(|| self.attempts(), attempt) else {
             return (Target::Skipped("no connect in flight"), None);
         };
+        self.touch(px);
         let limit = self.config.role_conn_limit as usize;
         let refused = limit > 0 && self.open_sessions().count() >= limit;
         let now = self.now;
@@ -970,6 +980,7 @@ impl<P: SimPool> World<P> {
 
     /// The server terminates a session.
     fn kill(&mut self, px: u32, conn: ConnId) {
+        self.touch(px);
         let truth = self.pools[px as usize]
             .conns
             .get_mut(&conn)
@@ -1023,8 +1034,16 @@ impl<P: SimPool> World<P> {
         Some((pool, input))
     }
 
+    /// Pool `px` changed: check it at the next check.
+    fn touch(&mut self, px: u32) {
+        if !self.dirty.contains(&px) {
+            self.dirty.push(px);
+        }
+    }
+
     /// Drop a connection from the ground truth, closing its session.
     fn forget(&mut self, px: u32, conn: ConnId) {
+        self.touch(px);
         if let Some(truth) = self.pools[px as usize].conns.remove(&conn) {
             self.retired.push((conn, truth.setting));
         }
@@ -1083,6 +1102,7 @@ impl<P: SimPool> World<P> {
     /// After an input: carry out the commands, check, and fire timers that
     /// are already due.
     fn settle(&mut self, px: u32) {
+        self.touch(px);
         self.drain(px);
         self.run_deferred();
         self.check_state();
@@ -1115,6 +1135,7 @@ impl<P: SimPool> World<P> {
             self.counters.timeouts += 1;
             if let Some(px) = due_pool {
                 self.trace.push(now, Event::Timeout(px as u32));
+                self.touch(px as u32);
                 self.pools[px].pool.handle_timeout(now);
                 self.drain(px as u32);
                 self.run_deferred();

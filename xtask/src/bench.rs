@@ -1,0 +1,166 @@
+//! `cargo xtask bench`: the simulator's speed, measured (never asserted in a
+//! test: CI must not depend on wall-clock speed).
+
+use std::process::Command;
+use std::time::Instant;
+
+use pool_sim::shrink::{Keeps, shrink};
+use pool_sim::{Expect, Mutation, Options, Scenario};
+
+use crate::hunt::hunt;
+use crate::project_root;
+use crate::sim::DEFAULT_EVENTS;
+
+/// Measure, on one core with every checker on: simulated events per second
+/// and seeds per second, the replay time of a scenario, shrink time, and the
+/// hunt time of each mutation. Builds and runs itself in release mode.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seeds for the throughput runs.
+    #[arg(long, default_value_t = 2_000)]
+    seeds: u64,
+}
+
+pub fn run(args: Args) -> i32 {
+    if cfg!(debug_assertions) {
+        // Figures from an unoptimised build would mean nothing: rerun in
+        // release mode.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "bench",
+            ])
+            .arg("--seeds")
+            .arg(args.seeds.to_string())
+            .current_dir(project_root())
+            .status();
+        return match status {
+            Ok(s) => s.code().unwrap_or(1),
+            Err(e) => {
+                eprintln!("error: cannot run the release build: {e}");
+                1
+            }
+        };
+    }
+    println!("bench: release build, one core (one thread), every checker on");
+    println!("{:<52} {:>16}", "measure", "figure");
+
+    // Throughput: seeds 0..N, 1,000 safety-phase events each.
+    let seeds = args.seeds;
+    let (events, wall) = timed(|| {
+        let mut events = 0;
+        for seed in 0..seeds {
+            let (_, report) = pool_sim::run_seed(seed, DEFAULT_EVENTS, Options::default());
+            events += report.counters.steps + report.counters.timeouts;
+        }
+        events
+    });
+    row(
+        &format!("events/s (seeds 0..{seeds}, {DEFAULT_EVENTS} events each)"),
+        format!("{:.0}", events as f64 / wall),
+    );
+    row("seeds/s (same run)", format!("{:.0}", seeds as f64 / wall));
+
+    // Replay: a recorded 1,000-step seed, and a hand-written scenario.
+    let recorded = record(7);
+    let reps = 200;
+    let (_, wall) = timed(|| {
+        for _ in 0..reps {
+            pool_sim::run_scenario(&recorded, Options::default());
+        }
+    });
+    row(
+        &format!("replay of a {}-step recorded seed", recorded.steps.len()),
+        format!("{:.3} ms", wall * 1e3 / f64::from(reps)),
+    );
+    let bun = project_root().join("scenarios/seed-001-bun-ready-then-fin.toml");
+    if let Ok(scenario) = Scenario::load(&bun) {
+        let (_, wall) = timed(|| {
+            for _ in 0..reps {
+                pool_sim::run_scenario(&scenario, Options::default());
+            }
+        });
+        row(
+            "replay of scenarios/seed-001-bun-ready-then-fin.toml",
+            format!("{:.3} ms", wall * 1e3 / f64::from(reps)),
+        );
+    }
+
+    // Hunt and shrink, per mutation, on one core.
+    for mutation in Mutation::ALL {
+        let h = hunt(mutation, 10_000, DEFAULT_EVENTS, 1);
+        let found = match &h.found {
+            Some((seed, _)) => format!("seed {seed}"),
+            None => "ESCAPED".to_owned(),
+        };
+        row(
+            &format!("hunt {mutation}"),
+            format!("{:.3} s ({found}, {} seeds)", h.seconds, h.seeds_tried),
+        );
+        if let (Some((seed, outcome)), true) = (&h.found, h.caught_as_expected()) {
+            let scenario = Scenario {
+                mutation: Some(mutation),
+                ..record_with(*seed, Some(mutation))
+            };
+            let keeps = Keeps {
+                invariant: outcome.invariant().expect("caught"),
+                mutation: Some(mutation),
+            };
+            let (shrunk, wall) = timed(|| shrink(&scenario, keeps));
+            if let Some(shrunk) = shrunk {
+                row(
+                    &format!("  shrink seed {seed}"),
+                    format!(
+                        "{:.3} s ({} -> {} steps, {} runs)",
+                        wall,
+                        shrunk.steps_before,
+                        shrunk.scenario.steps.len(),
+                        shrunk.runs
+                    ),
+                );
+            }
+        }
+    }
+    0
+}
+
+fn row(measure: &str, figure: String) {
+    println!("{measure:<52} {figure:>16}");
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    #[allow(clippy::disallowed_methods)] // a benchmark measures wall time
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64())
+}
+
+fn record(seed: u64) -> Scenario {
+    record_with(seed, None)
+}
+
+/// A seed's safety phase as a scenario.
+fn record_with(seed: u64, mutation: Option<Mutation>) -> Scenario {
+    let options = Options {
+        record: true,
+        mutation,
+        ..Options::default()
+    };
+    let (swarm, report) = pool_sim::run_seed(seed, DEFAULT_EVENTS, options);
+    Scenario {
+        name: format!("seed-{seed}"),
+        about: String::new(),
+        expect: Expect::Pass,
+        mutation: None,
+        seed: Some(seed),
+        pool: swarm.pool,
+        world: swarm.world,
+        steps: report.recorded.into_iter().map(|(s, _)| s).collect(),
+    }
+}
