@@ -6,7 +6,8 @@ use std::time::Instant;
 use crate::project_root;
 
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
-/// tests, scenario replays, the bounded seed sweep, snapshots).
+/// tests, scenario replays, the bounded seed sweep, snapshots), and the hunt
+/// for every mutation.
 #[derive(clap::Args)]
 pub struct Args {}
 
@@ -26,6 +27,20 @@ pub fn run(_args: Args) -> i32 {
             ],
         ),
         ("test", &["test", "--workspace", "--locked"]),
+        // Every seed report's bug, put back, must still be caught by its
+        // invariant: a change that blinds the simulator fails here.
+        (
+            "hunt",
+            &[
+                "run",
+                "--quiet",
+                "--locked",
+                "--package",
+                "xtask",
+                "--",
+                "hunt",
+            ],
+        ),
     ];
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     #[allow(clippy::disallowed_methods)] // wall time of CI stages, reported only
