@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use pool_sim::shrink::{Keeps, shrink};
-use pool_sim::{Expect, Mutation, Options, Scenario};
+use pool_sim::{Mutation, Options, Scenario};
 
 use crate::hunt::hunt;
 use crate::project_root;
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> i32 {
     row("seeds/s (same run)", format!("{:.0}", seeds as f64 / wall));
 
     // Replay: a recorded 1,000-step seed, and a hand-written scenario.
-    let recorded = record(7);
+    let (recorded, _) = pool_sim::run::record_seed(7, DEFAULT_EVENTS, Options::default());
     let reps = 200;
     let (_, wall) = timed(|| {
         for _ in 0..reps {
@@ -104,10 +104,11 @@ pub fn run(args: Args) -> i32 {
             format!("{:.3} s ({found}, {} seeds)", h.seconds, h.seeds_tried),
         );
         if let (Some((seed, outcome)), true) = (&h.found, h.caught_as_expected()) {
-            let scenario = Scenario {
+            let options = Options {
                 mutation: Some(mutation),
-                ..record_with(*seed, Some(mutation))
+                ..Options::default()
             };
+            let (scenario, _) = pool_sim::run::record_seed(*seed, DEFAULT_EVENTS, options);
             let keeps = Keeps {
                 invariant: outcome.invariant().expect("caught"),
                 mutation: Some(mutation),
@@ -139,28 +140,4 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let started = Instant::now();
     let out = f();
     (out, started.elapsed().as_secs_f64())
-}
-
-fn record(seed: u64) -> Scenario {
-    record_with(seed, None)
-}
-
-/// A seed's safety phase as a scenario.
-fn record_with(seed: u64, mutation: Option<Mutation>) -> Scenario {
-    let options = Options {
-        record: true,
-        mutation,
-        ..Options::default()
-    };
-    let (swarm, report) = pool_sim::run_seed(seed, DEFAULT_EVENTS, options);
-    Scenario {
-        name: format!("seed-{seed}"),
-        about: String::new(),
-        expect: Expect::Pass,
-        mutation: None,
-        seed: Some(seed),
-        pool: swarm.pool,
-        world: swarm.world,
-        steps: report.recorded.into_iter().map(|(s, _)| s).collect(),
-    }
 }

@@ -49,10 +49,17 @@ pub fn run(args: Args) -> i32 {
                 return 1;
             }
         },
-        (None, Some(seed)) => (
-            from_seed(seed, args.events, args.mutation),
-            reproduce_command(seed, args.events, args.mutation),
-        ),
+        (None, Some(seed)) => {
+            let options = Options {
+                mutation: args.mutation,
+                ..Options::default()
+            };
+            let (scenario, _) = pool_sim::run::record_seed(seed, args.events, options);
+            (
+                scenario,
+                reproduce_command(seed, args.events, args.mutation),
+            )
+        }
         (None, None) => unreachable!("clap requires --seed or --scenario"),
     };
     let mutation = args.mutation.or(original.mutation);
@@ -149,24 +156,4 @@ pub fn run(args: Args) -> i32 {
         args.out.display()
     );
     0
-}
-
-/// A seed's run as a scenario (its safety-phase transitions).
-fn from_seed(seed: u64, events: u64, mutation: Option<Mutation>) -> Scenario {
-    let options = Options {
-        mutation,
-        record: true,
-        ..Options::default()
-    };
-    let (swarm, report) = pool_sim::run_seed(seed, events, options);
-    Scenario {
-        name: format!("seed-{seed}"),
-        about: String::new(),
-        expect: Expect::Pass,
-        mutation,
-        seed: Some(seed),
-        pool: swarm.pool,
-        world: swarm.world,
-        steps: report.recorded.into_iter().map(|(s, _)| s).collect(),
-    }
 }

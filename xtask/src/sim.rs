@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pool_sim::{Expect, Keep, Mutation, Options, Outcome, Scenario};
+use pool_sim::{Keep, Mutation, Options, Outcome, Scenario};
 
 use crate::print;
 
@@ -41,8 +41,8 @@ pub fn run(args: Args) -> i32 {
             (false, true) => Keep::All,
             (false, false) => Keep::Tail,
         },
-        record: args.record.is_some(),
         mutation: args.mutation,
+        ..Options::default()
     };
     print!("pool-sim: seed {}, {} events", args.seed, args.events);
     match args.mutation {
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> i32 {
     if args.verbose {
         println!("trace:");
     }
-    let (_, report) = pool_sim::run_seed(args.seed, args.events, options);
+    let (recorded, report) = pool_sim::run::record_seed(args.seed, args.events, options);
     print!("{}", print::summary(&report));
     print!("{}", print::failure(&report));
     let reproduce = reproduce_command(args.seed, args.events, args.mutation);
@@ -74,17 +74,8 @@ pub fn run(args: Args) -> i32 {
     }
     if let Some(path) = &args.record {
         let scenario = Scenario {
-            name: format!("seed-{}", args.seed),
             about: format!("Recorded by `{reproduce}`."),
-            expect: match report.outcome.invariant() {
-                Some(invariant) => Expect::Violation(invariant),
-                None => Expect::Pass,
-            },
-            mutation: args.mutation,
-            seed: Some(args.seed),
-            pool: swarm.pool.clone(),
-            world: swarm.world.clone(),
-            steps: report.recorded.iter().map(|(s, _)| s.clone()).collect(),
+            ..recorded
         };
         let notes: Vec<String> = report
             .recorded

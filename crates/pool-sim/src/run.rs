@@ -8,7 +8,7 @@ use pool_core::{Config, Mutation, Pool, Stats, Time};
 use crate::driver::{Driver, Generator, Healer, Script};
 use crate::invariant::{Invariant, Kind, Violation};
 use crate::pool::SimPool;
-use crate::scenario::Scenario;
+use crate::scenario::{Expect, Scenario};
 use crate::swarm::{Rng, Swarm};
 use crate::trace::{Keep, Line, Target};
 use crate::transition::Step;
@@ -106,6 +106,30 @@ pub fn run_seed_with<P: SimPool>(
         options,
     );
     (swarm, report)
+}
+
+/// Run a seed against the reference pool, recording its safety phase as a
+/// scenario that replays it without the RNG (`expect` is what it did).
+pub fn record_seed(seed: u64, events: u64, options: Options) -> (Scenario, Report) {
+    let options = Options {
+        record: true,
+        ..options
+    };
+    let (swarm, report) = run_seed(seed, events, options);
+    let scenario = Scenario {
+        name: format!("seed-{seed}"),
+        about: String::new(),
+        expect: match report.outcome.invariant() {
+            Some(invariant) => Expect::Violation(invariant),
+            None => Expect::Pass,
+        },
+        mutation: options.mutation,
+        seed: Some(seed),
+        pool: swarm.pool,
+        world: swarm.world,
+        steps: report.recorded.iter().map(|(s, _)| s.clone()).collect(),
+    };
+    (scenario, report)
 }
 
 /// Replay a scenario against the reference pool (with the file's mutation,

@@ -2,27 +2,16 @@
 //! with the mutation and passes without it.
 #![cfg(feature = "mutations")]
 
-use pool_sim::run::{Options, Outcome, run_scenario, run_seed};
+use pool_sim::run::{Options, Outcome, record_seed, run_scenario};
 use pool_sim::shrink::{Keeps, shrink};
-use pool_sim::{Expect, Invariant, Mutation, Scenario};
+use pool_sim::{Invariant, Mutation, Scenario};
 
 fn recorded(seed: u64, mutation: Mutation) -> Scenario {
     let options = Options {
-        record: true,
         mutation: Some(mutation),
         ..Options::default()
     };
-    let (swarm, report) = run_seed(seed, 1_000, options);
-    Scenario {
-        name: "test".into(),
-        about: String::new(),
-        expect: Expect::Pass,
-        mutation: Some(mutation),
-        seed: Some(seed),
-        pool: swarm.pool,
-        world: swarm.world,
-        steps: report.recorded.into_iter().map(|(s, _)| s).collect(),
-    }
+    record_seed(seed, 1_000, options).0
 }
 
 fn fails_as(scenario: &Scenario, invariant: Invariant) -> bool {
