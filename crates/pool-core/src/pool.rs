@@ -220,6 +220,82 @@ impl Pool {
         self.conns.iter().map(|(&id, c)| (id, c.state))
     }
 
+    /// Check the pool's own bookkeeping: the gauges agree with the
+    /// connections' states, the idle list holds exactly the idle ones, and
+    /// every timer belongs to something that is waiting for it (and the
+    /// reverse). A failure is a bug in the pool; fuzzers and property tests
+    /// call this after every input.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let count = |state| self.conns.values().filter(|c| c.state == state).count();
+        let counted = (
+            count(ConnState::Opening),
+            count(ConnState::Idle),
+            count(ConnState::Borrowed),
+        );
+        let c = &self.counts;
+        if counted != (c.opening, c.idle, c.borrowed) {
+            return Err(format!(
+                "gauges (opening, idle, borrowed) = {:?}, conns say {counted:?}",
+                (c.opening, c.idle, c.borrowed)
+            ));
+        }
+        let mut idle: Vec<ConnId> = self.idle.iter().copied().collect();
+        idle.sort_unstable();
+        let expected: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == ConnState::Idle)
+            .map(|(&id, _)| id)
+            .collect();
+        if idle != expected {
+            return Err(format!("idle list {idle:?}, idle conns {expected:?}"));
+        }
+        // Every deadline a conn or waiter holds is in the timer table...
+        let mut armed = BTreeSet::new();
+        for (&id, c) in &self.conns {
+            for (at, timer) in [
+                (c.connect_deadline, Timer::Connect(id)),
+                (c.idle_deadline, Timer::Idle(id)),
+                (c.lifetime_deadline, Timer::Lifetime(id)),
+            ] {
+                if let Some(at) = at {
+                    armed.insert((at, timer));
+                }
+            }
+            if c.connect_deadline.is_some() && c.state != ConnState::Opening {
+                return Err(format!("{id} is {:?} with a connect deadline", c.state));
+            }
+            if c.idle_deadline.is_some() && c.state != ConnState::Idle {
+                return Err(format!("{id} is {:?} with an idle deadline", c.state));
+            }
+        }
+        let mut requests = BTreeSet::new();
+        for w in &self.waiters {
+            if !requests.insert(w.request) {
+                return Err(format!("{} waits twice", w.request));
+            }
+            if let Some(at) = w.deadline {
+                armed.insert((at, Timer::Waiter(w.request)));
+            }
+        }
+        if let (Lifecycle::Closing, Some(at)) = (self.lifecycle, self.close_deadline) {
+            armed.insert((at, Timer::Close));
+        }
+        if let Some(at) = self.backoff_until {
+            armed.insert((at, Timer::Backoff));
+        }
+        // ...and nothing else is.
+        if armed != self.timers.0 {
+            let extra: Vec<_> = self.timers.0.difference(&armed).collect();
+            let missing: Vec<_> = armed.difference(&self.timers.0).collect();
+            return Err(format!("timer table: stale {extra:?}, missing {missing:?}"));
+        }
+        if self.lifecycle != Lifecycle::Open && !self.waiters.is_empty() {
+            return Err(format!("{:?} with waiters", self.lifecycle));
+        }
+        Ok(())
+    }
+
     // ----- inputs -----
 
     /// Handle any input; the per-input methods below do the work.

@@ -463,7 +463,13 @@ impl Healer {
                 });
             }
         }
-        let latency = world.config().heal_connect_latency_ms;
+        // A healed backend answers in time: within the pool's own connect
+        // timeout, however short (found by proptest: a 5 ms timeout against
+        // a 5 ms healed latency starved every probe).
+        let latency = match world.pool_config().connect_timeout_ms {
+            0 => world.config().heal_connect_latency_ms,
+            timeout => world.config().heal_connect_latency_ms.min(timeout - 1),
+        };
         let hold = world.config().heal_hold_ms;
         let mut best: Option<Step> = None;
         let mut consider = |at: Time, transition: Transition| {

@@ -10,12 +10,14 @@
 //! the same trace, byte for byte.
 
 pub mod driver;
+pub mod fuzz;
 pub mod invariant;
 pub mod perfetto;
 pub mod pool;
 pub mod run;
 pub mod scenario;
 pub mod shrink;
+pub mod strategy;
 pub mod swarm;
 pub mod trace;
 pub mod transition;
