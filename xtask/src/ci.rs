@@ -6,8 +6,9 @@ use std::time::Instant;
 use crate::project_root;
 
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
-/// tests, scenario replays, the bounded seed sweep, snapshots), and the hunt
-/// for every mutation.
+/// tests, scenario replays, the bounded seed sweep, snapshots, proptest
+/// properties), the hunt for every mutation, and a fuzz smoke run of every
+/// cargo-fuzz target.
 #[derive(clap::Args)]
 pub struct Args {}
 
@@ -39,6 +40,26 @@ pub fn run(_args: Args) -> i32 {
                 "xtask",
                 "--",
                 "hunt",
+            ],
+        ),
+        (
+            "fuzz format",
+            &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+        ),
+        // Every fuzz target for 30 s on the reference core (cargo-fuzz is
+        // installed when missing): nothing may be found.
+        (
+            "fuzz smoke",
+            &[
+                "run",
+                "--quiet",
+                "--locked",
+                "--package",
+                "xtask",
+                "--",
+                "fuzz",
+                "--seconds",
+                "30",
             ],
         ),
     ];

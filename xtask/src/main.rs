@@ -6,6 +6,8 @@
 
 mod bench;
 mod ci;
+mod compare;
+mod fuzz;
 mod hunt;
 mod print;
 mod replay;
@@ -39,6 +41,8 @@ enum Command {
     Hunt(hunt::Args),
     Shrink(shrink::Args),
     Bench(bench::Args),
+    Fuzz(fuzz::Args),
+    Compare(compare::Args),
     Ci(ci::Args),
 }
 
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Hunt(args) => hunt::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -425,12 +425,10 @@ impl Healer {
             + w.heal_hold_ms
             + w.liveness_bound_ms
             + w.watchdog_interval_ms;
-        let mut horizon = healed_at.plus_ms(4 * round + pool.idle_timeout_ms);
-        for slot in world.pools() {
-            if let Some(deadline) = slot.close.and_then(|c| c.deadline) {
-                horizon = horizon.max(deadline.plus_ms(w.liveness_bound_ms + 1));
-            }
-        }
+        // A close deadline does not stretch the phase: the healed world
+        // returns every borrowed conn, and a close must then complete within
+        // the bound (close-stalled), however far its deadline.
+        let horizon = healed_at.plus_ms(4 * round + pool.idle_timeout_ms);
         Healer {
             healed_at,
             horizon,
@@ -654,12 +652,7 @@ impl<P: SimPool> Driver<P> for Healer {
         // Quiet after the probes: run past every bound, then the final checks.
         self.done = true;
         self.completed = true;
-        let mut end = now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1);
-        for slot in world.pools() {
-            if let Some(deadline) = slot.close.and_then(|c| c.deadline) {
-                end = end.max(deadline.plus_ms(bound + 1));
-            }
-        }
+        let end = now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1);
         Some(Step {
             at: end,
             transition: Transition::Wait,

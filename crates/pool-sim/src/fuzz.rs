@@ -4,8 +4,11 @@
 //! bytes decode to something valid, so every fuzz input means something, and
 //! a finding is stored decoded, as a scenario file, never as raw bytes.
 
+use std::path::Path;
+
 use arbitrary::{Arbitrary, Unstructured};
 use pool_core::{Config, ConnId, Input, Mutation, Pool, RequestId, Setting, Time};
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Expect, Scenario};
 use crate::transition::{Step, Transition};
@@ -29,7 +32,8 @@ pub struct Case {
 
 /// A pool config from a handful of bytes: every timer from a short list of
 /// interesting values (0 disables).
-#[derive(Clone, Debug, Arbitrary)]
+#[derive(Clone, Debug, Arbitrary, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaseConfig {
     max_size: u8,
     min_idle: u8,
@@ -120,15 +124,18 @@ impl Case {
 }
 
 /// Raw pool-core inputs, including nonsense: unknown ids, events repeated
-/// and out of order, time that stands still or steps back.
-#[derive(Clone, Debug, Arbitrary)]
+/// and out of order, time that stands still or steps back. Stored decoded,
+/// as TOML, when a fuzzer finds one that breaks the core.
+#[derive(Clone, Debug, Arbitrary, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CoreCase {
     pub config: CaseConfig,
     pub ops: Vec<CoreOp>,
 }
 
 /// One raw input to a pool (ids are small, so they often hit live ones).
-#[derive(Clone, Debug, Arbitrary)]
+#[derive(Clone, Debug, Arbitrary, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum CoreOp {
     Acquire {
         request: u8,
@@ -272,4 +279,37 @@ fn input_of(op: &CoreOp, now: Time) -> Input {
 
 fn drain(pool: &mut Pool) {
     while pool.poll_command().is_some() {}
+}
+
+/// The mutation named by `POOL_SIM_MUTATION` (how `cargo xtask fuzz
+/// --mutation` reaches a fuzz target), read once.
+pub fn mutation_from_env() -> Option<Mutation> {
+    static MUTATION: std::sync::OnceLock<Option<Mutation>> = std::sync::OnceLock::new();
+    *MUTATION.get_or_init(|| {
+        let name = std::env::var("POOL_SIM_MUTATION").ok()?;
+        match name.parse() {
+            Ok(m) => Some(m),
+            Err(e) => panic!("POOL_SIM_MUTATION: {e}"),
+        }
+    })
+}
+
+/// What the scenario parser owes any text: an error that names the file, or
+/// a scenario that survives its own TOML.
+pub fn check_scenario_text(path: &Path, text: &str) -> Result<(), String> {
+    match Scenario::parse(path, text) {
+        Err(e) if e.path == path => Ok(()),
+        Err(e) => Err(format!("an error naming another file: {e}")),
+        Ok(scenario) => {
+            let again = Scenario::parse(path, &scenario.to_toml("", None))
+                .map_err(|e| format!("a parsed scenario's own TOML does not parse: {e}"))?;
+            if again == scenario {
+                Ok(())
+            } else {
+                Err(format!(
+                    "round trip changed the scenario: {scenario:?} -> {again:?}"
+                ))
+            }
+        }
+    }
 }

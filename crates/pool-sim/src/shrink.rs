@@ -251,7 +251,8 @@ fn smaller(t: &Transition) -> Vec<Transition> {
     };
     // A step that only moves the clock is the simplest of all.
     push(Transition::Wait);
-    let halves = |n: u32| [0, n / 2];
+    // Indices are taken modulo the candidates: the small numbers first.
+    let halves = |n: u32| [0, 1, 2, 3, n / 2].into_iter().filter(move |&m| m < n);
     match *t {
         Transition::Acquire {
             client,
@@ -301,27 +302,25 @@ fn smaller(t: &Transition) -> Vec<Transition> {
                 timeout_ms: None,
             });
         }
-        Transition::Cancel { client } => halves(client)
-            .into_iter()
-            .for_each(|client| push(Transition::Cancel { client })),
-        Transition::Release { client } => halves(client)
-            .into_iter()
-            .for_each(|client| push(Transition::Release { client })),
+        Transition::Cancel { client } => {
+            halves(client).for_each(|client| push(Transition::Cancel { client }))
+        }
+        Transition::Release { client } => {
+            halves(client).for_each(|client| push(Transition::Release { client }))
+        }
         Transition::Taint { client } => {
             push(Transition::Release { client });
-            halves(client)
-                .into_iter()
-                .for_each(|client| push(Transition::Taint { client }));
+            halves(client).for_each(|client| push(Transition::Taint { client }));
         }
-        Transition::Detach { client } => halves(client)
-            .into_iter()
-            .for_each(|client| push(Transition::Detach { client })),
-        Transition::Unlisten { client } => halves(client)
-            .into_iter()
-            .for_each(|client| push(Transition::Unlisten { client })),
-        Transition::ConnectOk { attempt } => halves(attempt)
-            .into_iter()
-            .for_each(|attempt| push(Transition::ConnectOk { attempt })),
+        Transition::Detach { client } => {
+            halves(client).for_each(|client| push(Transition::Detach { client }))
+        }
+        Transition::Unlisten { client } => {
+            halves(client).for_each(|client| push(Transition::Unlisten { client }))
+        }
+        Transition::ConnectOk { attempt } => {
+            halves(attempt).for_each(|attempt| push(Transition::ConnectOk { attempt }))
+        }
         Transition::ConnectFail { attempt } | Transition::ReadyThenFin { attempt } => {
             push(Transition::ConnectOk { attempt });
             for a in halves(attempt) {
@@ -331,12 +330,12 @@ fn smaller(t: &Transition) -> Vec<Transition> {
                 });
             }
         }
-        Transition::Kill { session } => halves(session)
-            .into_iter()
-            .for_each(|session| push(Transition::Kill { session })),
-        Transition::Deliver { signal } => halves(signal)
-            .into_iter()
-            .for_each(|signal| push(Transition::Deliver { signal })),
+        Transition::Kill { session } => {
+            halves(session).for_each(|session| push(Transition::Kill { session }))
+        }
+        Transition::Deliver { signal } => {
+            halves(signal).for_each(|signal| push(Transition::Deliver { signal }))
+        }
         Transition::SetCapacity { capacity, pool } => {
             for capacity in halves(capacity) {
                 push(Transition::SetCapacity { capacity, pool });
@@ -353,12 +352,12 @@ fn smaller(t: &Transition) -> Vec<Transition> {
                 pool: 0,
             });
         }
-        Transition::Orphan { process } => halves(process)
-            .into_iter()
-            .for_each(|process| push(Transition::Orphan { process })),
-        Transition::Spawn { process } => halves(process)
-            .into_iter()
-            .for_each(|process| push(Transition::Spawn { process })),
+        Transition::Orphan { process } => {
+            halves(process).for_each(|process| push(Transition::Orphan { process }))
+        }
+        Transition::Spawn { process } => {
+            halves(process).for_each(|process| push(Transition::Spawn { process }))
+        }
         Transition::KillAll | Transition::Gc | Transition::Wait => {}
     }
     out

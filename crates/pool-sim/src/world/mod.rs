@@ -837,7 +837,7 @@ impl<P: SimPool> World<P> {
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Waiting { request };
         c.pool = Some(px);
-        self.notices.push(Notice::Waiting { client, request });
+        self.notice(Notice::Waiting { client, request });
         let target = Target::Client {
             client,
             request: Some(request),
@@ -991,7 +991,7 @@ impl<P: SimPool> World<P> {
                 // The listener sees its connection drop; the pool does not.
                 self.forget(px, conn);
                 self.set_client_idle(client);
-                self.notices.push(Notice::ListenerLost { client });
+                self.notice(Notice::ListenerLost { client });
             }
             _ => self.queue(SignalKind::Closed, px, conn),
         }
@@ -1003,7 +1003,7 @@ impl<P: SimPool> World<P> {
         let signal = Signal { kind, pool, conn };
         self.inbox.push(Queued { seq, signal });
         self.queued_by_step.push(signal);
-        self.notices.push(Notice::Queued(seq));
+        self.notice(Notice::Queued(seq));
     }
 
     /// Ground truth moves as a pool hears a signal; the input tells it.
@@ -1034,6 +1034,15 @@ impl<P: SimPool> World<P> {
         Some((pool, input))
     }
 
+    /// Tell the driver. Only the safety phase's generator plans around
+    /// notices; the healer does not, and a long healed stretch must not
+    /// pile them up.
+    fn notice(&mut self, notice: Notice) {
+        if self.phase == Phase::Safety {
+            self.notices.push(notice);
+        }
+    }
+
     /// Pool `px` changed: check it at the next check.
     fn touch(&mut self, px: u32) {
         if !self.dirty.contains(&px) {
@@ -1053,7 +1062,7 @@ impl<P: SimPool> World<P> {
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Idle;
         c.probe = false;
-        self.notices.push(Notice::ClientIdle { client });
+        self.notice(Notice::ClientIdle { client });
     }
 
     fn end_wait(&mut self, px: u32, request: RequestId) {
@@ -1254,7 +1263,7 @@ impl<P: SimPool> World<P> {
                 last_active: now,
             },
         );
-        self.notices.push(Notice::Opened { pool: px, conn });
+        self.notice(Notice::Opened { pool: px, conn });
     }
 
     fn on_grant(
@@ -1309,7 +1318,7 @@ impl<P: SimPool> World<P> {
         if std::mem::take(&mut c.probe) {
             self.counters.count(Invariant::Starved);
         }
-        self.notices.push(Notice::Granted { client });
+        self.notice(Notice::Granted { client });
         self.first_connect_landed(px, request, true);
         // The setting the client asked for is the one it must get.
         self.counters.count(Invariant::SettingLost);

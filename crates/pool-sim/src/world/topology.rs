@@ -265,7 +265,7 @@ impl<P: SimPool> World<P> {
         p.watchdog.handle_orphaned(now);
         let px = p.pool;
         self.fault("orphan");
-        self.notices.push(Notice::Orphaned { slot });
+        self.notice(Notice::Orphaned { slot });
         self.world_event(WorldEvent::Orphaned {
             process: index as u32,
             pool: px,
@@ -362,12 +362,16 @@ impl<P: SimPool> World<P> {
         slot.waiting.clear();
         slot.deadlines.clear();
         slot.shrink = None;
+        let mut idle = Vec::new();
         for (i, c) in self.clients.iter_mut().enumerate() {
             if c.pool == Some(px) && c.state != ClientState::Idle {
                 c.state = ClientState::Idle;
                 c.probe = false;
-                self.notices.push(Notice::ClientIdle { client: i as u32 });
+                idle.push(i as u32);
             }
+        }
+        for client in idle {
+            self.notice(Notice::ClientIdle { client });
         }
         self.world_event(WorldEvent::Exited {
             process: index as u32,
