@@ -9,6 +9,7 @@ mod ci;
 mod compare;
 mod fuzz;
 mod hunt;
+mod loom;
 mod print;
 mod replay;
 mod seeds;
@@ -43,6 +44,7 @@ enum Command {
     Bench(bench::Args),
     Fuzz(fuzz::Args),
     Compare(compare::Args),
+    Loom(loom::Args),
     Ci(ci::Args),
 }
 
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Loom(args) => loom::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -203,6 +203,11 @@ impl Pool {
         }
     }
 
+    /// The latest time the pool has seen.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
     /// `(opening, idle, borrowed, waiters)`: the gauges alone, cheaper than
     /// [`stats`](Pool::stats).
     pub fn gauges(&self) -> (usize, usize, usize, usize) {

@@ -1,0 +1,21 @@
+//! pool-netsim: a fake PostgreSQL backend for turmoil network simulations, with the seed reports' faults at the protocol level.
+//!
+//! [`pgwire`] is the sans-IO wire codec (frontend decoding, backend
+//! encoding); [`server`] is the host that runs on a turmoil node and speaks
+//! enough of protocol v3 for `tokio_postgres::Config::connect_raw` over a
+//! `turmoil::net::TcpStream`: startup, simple queries, Terminate.
+//!
+//! Faults, chosen per connection by a caller-supplied plan (backed by the
+//! caller's seeded RNG; the server draws no randomness and reads no wall
+//! clock): a handshake that never completes, ReadyForQuery + FATAL 57P01 +
+//! FIN in one write (Bun), the role connection limit (53300,
+//! postgres-mcp). Server-wide: idle-session kill (57P05, Hatchet) and
+//! terminate-all (57P01). Counters for checkers are in [`ServerStats`].
+
+pub mod pgwire;
+pub mod server;
+
+pub use server::{
+    CloseReason, ConnSnapshot, ConnectFault, ConnectInfo, FaultKind, FaultPlan, Phase, Server,
+    ServerConfig, ServerStats,
+};
