@@ -10,6 +10,7 @@ mod compare;
 mod fuzz;
 mod hunt;
 mod loom;
+mod netsim;
 mod print;
 mod replay;
 mod seeds;
@@ -45,6 +46,7 @@ enum Command {
     Fuzz(fuzz::Args),
     Compare(compare::Args),
     Loom(loom::Args),
+    Netsim(netsim::Args),
     Ci(ci::Args),
 }
 
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Loom(args) => loom::run(args),
+        Command::Netsim(args) => netsim::run_cmd(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -11,7 +11,14 @@
 //! FIN in one write (Bun), the role connection limit (53300,
 //! postgres-mcp). Server-wide: idle-session kill (57P05, Hatchet) and
 //! terminate-all (57P01). Counters for checkers are in [`ServerStats`].
+//!
+//! [`manager`] is the pool side: a pool-tokio manager for tokio-postgres over
+//! turmoil TCP. [`netsim`] runs processes with pools against the server in
+//! one seeded simulation, with faults, then heals them and checks the pools
+//! converge, under pool-sim's invariant names.
 
+pub mod manager;
+pub mod netsim;
 pub mod pgwire;
 pub mod server;
 
