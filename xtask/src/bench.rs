@@ -2,7 +2,7 @@
 //! test: CI must not depend on wall-clock speed).
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Mutation, Options, Scenario};
@@ -92,6 +92,29 @@ pub fn run(args: Args) -> i32 {
         );
     }
 
+    // The same workload, pure and under turmoil.
+    let (pure, turmoil, with_queries) = same_workload(250);
+    row(
+        "same workload, pure simulator: events/s",
+        format!("{pure:.0}"),
+    );
+    row(
+        "same workload, turmoil + tokio-postgres: events/s",
+        format!("{turmoil:.0}"),
+    );
+    row(
+        "ratio, pure : turmoil",
+        format!("{:.1} : 1", pure / turmoil),
+    );
+    row(
+        "turmoil, a SELECT 1 per cycle: events/s",
+        format!("{with_queries:.0}"),
+    );
+    row(
+        "ratio, pure : turmoil with queries",
+        format!("{:.0} : 1", pure / with_queries),
+    );
+
     // Hunt and shrink, per mutation, on one core.
     for mutation in Mutation::ALL {
         let h = hunt(mutation, 10_000, DEFAULT_EVENTS, 1);
@@ -140,4 +163,119 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let started = Instant::now();
     let out = f();
     (out, started.elapsed().as_secs_f64())
+}
+
+/// The same workload through the pure simulator and through turmoil: one
+/// pool of 4, 4 clients, each doing `rounds` get/hold 1 ms/release cycles.
+/// An event is one pool input (an acquire or a release). Returns
+/// (pure events/s, turmoil events/s, turmoil events/s with a `SELECT 1`
+/// sent over the simulated network in every cycle).
+fn same_workload(rounds: u64) -> (f64, f64, f64) {
+    use pool_core::{Config, Time};
+    use pool_sim::{Step, Transition, WorldConfig};
+    const CLIENTS: u32 = 4;
+    let config = Config {
+        max_size: CLIENTS as usize,
+        ..Config::default()
+    };
+    // Pure: the cycles as transitions (the first round connects each conn).
+    let mut steps = Vec::new();
+    for round in 0..rounds {
+        let at = Time::from_millis(round * 2);
+        for client in 0..CLIENTS {
+            steps.push(Step {
+                at,
+                transition: Transition::Acquire {
+                    client,
+                    setting: None,
+                    timeout_ms: None,
+                },
+            });
+        }
+        if round == 0 {
+            for _ in 0..CLIENTS {
+                steps.push(Step {
+                    at,
+                    transition: Transition::ConnectOk { attempt: 0 },
+                });
+                steps.push(Step {
+                    at,
+                    transition: Transition::Deliver { signal: 0 },
+                });
+            }
+        }
+        for client in 0..CLIENTS {
+            steps.push(Step {
+                at: at.plus_ms(1),
+                transition: Transition::Release { client },
+            });
+        }
+    }
+    let scenario = Scenario {
+        name: "bench".into(),
+        about: String::new(),
+        expect: pool_sim::Expect::Pass,
+        mutation: None,
+        seed: None,
+        pool: config.clone(),
+        world: WorldConfig {
+            clients: CLIENTS,
+            ..WorldConfig::default()
+        },
+        steps,
+    };
+    let events = (rounds * u64::from(CLIENTS) * 2) as f64;
+    let reps = 20;
+    let (_, wall) = timed(|| {
+        for _ in 0..reps {
+            pool_sim::run_scenario(&scenario, Options::default());
+        }
+    });
+    let pure = events * f64::from(reps) / wall;
+    let turmoil = events / turmoil_workload(rounds, config.clone(), false);
+    let with_queries = events / turmoil_workload(rounds, config, true);
+    (pure, turmoil, with_queries)
+}
+
+/// Seconds of wall time for the workload in turmoil: pool-tokio with
+/// tokio-postgres against the fake server.
+fn turmoil_workload(rounds: u64, config: pool_core::Config, query: bool) -> f64 {
+    const CLIENTS: u32 = 4;
+    let (_, wall) = timed(|| {
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(1)
+            .simulation_duration(Duration::from_secs(3_600))
+            .min_message_latency(Duration::from_millis(1))
+            .max_message_latency(Duration::from_millis(1))
+            .build();
+        let server = pool_netsim::Server::new(pool_netsim::ServerConfig::default());
+        sim.host("db", move || server.clone().run());
+        let config = config.clone();
+        sim.client("app", async move {
+            let pool = pool_tokio::Pool::builder(pool_netsim::manager::PgManager::new("bench"))
+                .config(config)
+                .build();
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..rounds {
+                            let conn = pool.get().await.expect("a conn");
+                            if query {
+                                conn.client.simple_query("SELECT 1").await.expect("a row");
+                            }
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            drop(conn);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("the client ran");
+            }
+            Ok(())
+        });
+        sim.run().expect("the simulation ran");
+    });
+    wall
 }

@@ -7,8 +7,8 @@ use crate::project_root;
 
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
 /// tests, scenario replays, the bounded seed sweep, snapshots, proptest
-/// properties), the hunt for every mutation, and a fuzz smoke run of every
-/// cargo-fuzz target.
+/// properties, netsim seeds), the hunt for every mutation, the loom models,
+/// and a fuzz smoke run of every cargo-fuzz target.
 #[derive(clap::Args)]
 pub struct Args {}
 
@@ -40,6 +40,19 @@ pub fn run(_args: Args) -> i32 {
                 "xtask",
                 "--",
                 "hunt",
+            ],
+        ),
+        // The shell's shared state under loom (release, --cfg loom).
+        (
+            "loom",
+            &[
+                "run",
+                "--quiet",
+                "--locked",
+                "--package",
+                "xtask",
+                "--",
+                "loom",
             ],
         ),
         (

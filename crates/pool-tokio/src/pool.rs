@@ -73,6 +73,8 @@ pub struct Builder<M> {
     manager: M,
     config: Config,
     close_timeout: Duration,
+    #[cfg(feature = "mutations")]
+    mutation: Option<pool_core::Mutation>,
 }
 
 impl<M: Manager> Builder<M> {
@@ -115,11 +117,21 @@ impl<M: Manager> Builder<M> {
         self
     }
 
+    /// Run the core with a seed report's bug put back (to show a harness
+    /// catching it). Only with the `mutations` feature.
+    #[cfg(feature = "mutations")]
+    pub fn mutation(mut self, mutation: pool_core::Mutation) -> Self {
+        self.mutation = Some(mutation);
+        self
+    }
+
     /// Build the pool; must be called inside a tokio runtime (it spawns the
     /// task that runs the pool's timers).
     pub fn build(self) -> Pool<M> {
         let epoch = Instant::now();
         let (shared, work) = Shared::new(Time::ZERO, self.config);
+        #[cfg(feature = "mutations")]
+        shared.set_mutation(self.mutation);
         let timers = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             shared,
@@ -180,6 +192,8 @@ impl<M: Manager> Pool<M> {
             manager,
             config: Config::default(),
             close_timeout: Duration::from_secs(10),
+            #[cfg(feature = "mutations")]
+            mutation: None,
         }
     }
 

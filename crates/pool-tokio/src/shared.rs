@@ -124,6 +124,12 @@ impl<C> Shared<C> {
         (shared, work)
     }
 
+    /// Put a seed report's bug back into the core (tests of harnesses).
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&self, mutation: Option<pool_core::Mutation>) {
+        lock(&self.state).core.set_mutation(mutation);
+    }
+
     /// Register a `get`: the slot it waits on and its request id.
     pub fn acquire(
         &self,
