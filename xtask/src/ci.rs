@@ -13,6 +13,9 @@ use crate::project_root;
 pub struct Args {}
 
 pub fn run(_args: Args) -> i32 {
+    // Each stage is a cargo command; `x` marks one of our own commands,
+    // run through the already built xtask.
+    const X: &str = "x";
     let stages: &[(&str, &[&str])] = &[
         ("format", &["fmt", "--all", "--", "--check"]),
         (
@@ -30,61 +33,34 @@ pub fn run(_args: Args) -> i32 {
         ("test", &["test", "--workspace", "--locked"]),
         // Every seed report's bug, put back, must still be caught by its
         // invariant: a change that blinds the simulator fails here.
-        (
-            "hunt",
-            &[
-                "run",
-                "--quiet",
-                "--locked",
-                "--package",
-                "xtask",
-                "--",
-                "hunt",
-            ],
-        ),
+        ("hunt", &[X, "hunt"]),
         // The shell's shared state under loom (release, --cfg loom).
-        (
-            "loom",
-            &[
-                "run",
-                "--quiet",
-                "--locked",
-                "--package",
-                "xtask",
-                "--",
-                "loom",
-            ],
-        ),
+        ("loom", &[X, "loom"]),
         (
             "fuzz format",
             &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
         ),
         // Every fuzz target for 30 s on the reference core (cargo-fuzz is
         // installed when missing): nothing may be found.
-        (
-            "fuzz smoke",
-            &[
-                "run",
-                "--quiet",
-                "--locked",
-                "--package",
-                "xtask",
-                "--",
-                "fuzz",
-                "--seconds",
-                "30",
-            ],
-        ),
+        ("fuzz smoke", &[X, "fuzz", "--seconds", "30"]),
     ];
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     #[allow(clippy::disallowed_methods)] // wall time of CI stages, reported only
     let started = Instant::now();
-    for (name, args) in stages {
+    for &(name, args) in stages {
+        let args: Vec<&str> = match args {
+            [first, rest @ ..] if *first == X => {
+                let mut all = vec!["run", "--quiet", "--locked", "--package", "xtask", "--"];
+                all.extend_from_slice(rest);
+                all
+            }
+            _ => args.to_vec(),
+        };
         println!("==> ci: {name}: cargo {}", args.join(" "));
         #[allow(clippy::disallowed_methods)]
         let stage_started = Instant::now();
         let status = Command::new(&cargo)
-            .args(*args)
+            .args(&args)
             .current_dir(project_root())
             .status();
         match status {

@@ -15,3 +15,31 @@ fn a_bounded_netsim_sweep_passes() {
         assert!(report.gets_ok > 0, "seed {seed}: nothing was served");
     }
 }
+
+#[test]
+fn a_netsim_seed_replays_identically() {
+    for seed in [3, 7] {
+        let (a, b) = (run(seed), run(seed));
+        assert_eq!(a.outcome, b.outcome, "seed {seed}");
+        assert_eq!(
+            (
+                a.gets_ok,
+                a.gets_failed,
+                a.queries_ok,
+                a.sim_ms,
+                a.steps,
+                a.accepted
+            ),
+            (
+                b.gets_ok,
+                b.gets_failed,
+                b.queries_ok,
+                b.sim_ms,
+                b.steps,
+                b.accepted
+            ),
+            "seed {seed}"
+        );
+        assert_eq!(a.faults, b.faults, "seed {seed}");
+    }
+}
