@@ -44,6 +44,22 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// `max_size` connections and every timer disabled: nothing happens
+    /// that the caller did not ask for. Tests and models start from it.
+    pub fn without_timers(max_size: usize) -> Self {
+        Config {
+            max_size,
+            min_idle: 0,
+            idle_timeout_ms: 0,
+            max_lifetime_ms: 0,
+            acquire_timeout_ms: 0,
+            connect_timeout_ms: 0,
+            reconnect_backoff_ms: 0,
+        }
+    }
+}
+
 /// A timer value from the config: zero means disabled.
 pub(crate) fn enabled(ms: u64) -> Option<u64> {
     (ms > 0).then_some(ms)

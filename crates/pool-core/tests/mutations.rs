@@ -30,19 +30,6 @@ fn both<T>(mutation: Mutation, scenario: impl Fn(Option<Mutation>) -> T) -> (T, 
     (scenario(None), scenario(Some(mutation)))
 }
 
-/// A config with every timer disabled, so a test sees only what it arms.
-fn quiet(max_size: usize) -> Config {
-    Config {
-        max_size,
-        min_idle: 0,
-        idle_timeout_ms: 0,
-        max_lifetime_ms: 0,
-        acquire_timeout_ms: 0,
-        connect_timeout_ms: 0,
-        reconnect_backoff_ms: 0,
-    }
-}
-
 /// A pool of `config` running `mutation`, its first commands drained.
 fn pool(config: Config, mutation: Option<Mutation>) -> (Pool, Vec<Command>) {
     let mut pool = Pool::new(Time::ZERO, config);
@@ -128,7 +115,7 @@ fn an_unknown_name_lists_every_name() {
 #[test]
 fn accept_stale_connect() {
     let (without, with) = both(Mutation::AcceptStaleConnect, |m| {
-        let (mut pool, _) = pool(quiet(1), m);
+        let (mut pool, _) = pool(Config::without_timers(1), m);
         acquire(&mut pool, 0, 0, None);
         assert_eq!(drain(&mut pool), [open(0, None, None)]);
         pool.handle_closed(t(1), c(0));
@@ -155,7 +142,7 @@ fn accept_stale_connect() {
 #[test]
 fn detach_keeps_slot() {
     let (without, with) = both(Mutation::DetachKeepsSlot, |m| {
-        let (mut pool, _) = pool(quiet(1), m);
+        let (mut pool, _) = pool(Config::without_timers(1), m);
         acquire(&mut pool, 0, 0, None);
         pool.handle_connected(t(0), c(0));
         acquire(&mut pool, 0, 1, None);
@@ -186,7 +173,7 @@ fn detach_keeps_slot() {
 #[test]
 fn handoff_while_over_capacity() {
     let (without, with) = both(Mutation::HandoffWhileOverCapacity, |m| {
-        let (mut pool, _) = pool(quiet(2), m);
+        let (mut pool, _) = pool(Config::without_timers(2), m);
         acquire(&mut pool, 0, 0, None);
         acquire(&mut pool, 0, 1, None);
         pool.handle_connected(t(0), c(0));
@@ -225,7 +212,7 @@ fn reopen_ignores_close() {
         let config = Config {
             min_idle: 1,
             max_lifetime_ms: 100,
-            ..quiet(1)
+            ..Config::without_timers(1)
         };
         let (mut pool, cmds) = pool(config, m);
         assert_eq!(cmds, [open(0, None, None)]);
@@ -267,7 +254,7 @@ fn reopen_drops_setting() {
         let config = Config {
             min_idle: 1,
             max_lifetime_ms: 100,
-            ..quiet(1)
+            ..Config::without_timers(1)
         };
         let (mut pool, cmds) = pool(config, m);
         assert_eq!(cmds, [open(0, None, None)]);

@@ -37,19 +37,6 @@ fn conns(pool: &Pool) -> Vec<(ConnId, ConnState)> {
     pool.conns().collect()
 }
 
-/// A config with every timer disabled, so a test sees only what it arms.
-fn quiet(max_size: usize) -> Config {
-    Config {
-        max_size,
-        min_idle: 0,
-        idle_timeout_ms: 0,
-        max_lifetime_ms: 0,
-        acquire_timeout_ms: 0,
-        connect_timeout_ms: 0,
-        reconnect_backoff_ms: 0,
-    }
-}
-
 fn open(conn: u64, setting: Option<Setting>) -> Command {
     Command::Open {
         conn: c(conn),
@@ -138,7 +125,7 @@ fn checkout(pool: &mut Pool, now: u64, request: u64, setting: Option<Setting>) -
 /// A pool of `max_size` holding one idle connection per setting, c0 first
 /// (the least recently returned).
 fn idle_pool(max_size: usize, settings: &[Option<Setting>]) -> Pool {
-    let mut pool = Pool::new(Time::ZERO, quiet(max_size));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(max_size));
     let taken: Vec<ConnId> = settings
         .iter()
         .zip(0..)
@@ -178,7 +165,7 @@ fn snapshot(pool: &Pool) -> (Stats, Vec<(ConnId, ConnState)>, Option<Time>) {
 
 #[test]
 fn rule_01_open_never_exceeds_capacity() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     for i in 0..4 {
         acquire(&mut pool, 0, i, None);
     }
@@ -200,7 +187,7 @@ fn rule_01_min_idle_is_capped_by_capacity() {
         Time::ZERO,
         Config {
             min_idle: 5,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
@@ -214,7 +201,7 @@ fn rule_01_min_idle_is_capped_by_capacity() {
 
 #[test]
 fn rule_02_waiters_served_fifo() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     for i in 1..=3 {
         acquire(&mut pool, i, i, None);
@@ -234,7 +221,7 @@ fn rule_02_waiters_served_fifo_across_settings() {
     // The oldest waiter wants a setting no connection has: a returned
     // connection still goes to it (re-applying the setting) rather than to a
     // younger waiter whose setting matches.
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, A);
     acquire(&mut pool, 2, 2, None);
@@ -248,7 +235,7 @@ fn rule_02_waiters_served_fifo_across_settings() {
 
 #[test]
 fn rule_02_connects_finishing_out_of_order_serve_oldest_waiter_first() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     acquire(&mut pool, 0, 0, A);
     acquire(&mut pool, 0, 1, B);
     // Each connect is opened with the setting of the waiter it is for.
@@ -279,7 +266,7 @@ fn rule_02_idle_conn_with_wanted_setting_preferred() {
 
 #[test]
 fn rule_03_release_serves_waiter() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     assert_eq!(drain(&mut pool), vec![]);
@@ -297,7 +284,7 @@ fn rule_03_connect_error_reaches_waiter_promptly() {
         Time::ZERO,
         Config {
             reconnect_backoff_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     acquire(&mut pool, 0, 0, None);
@@ -317,7 +304,7 @@ fn rule_03_connect_error_reaches_waiter_promptly() {
 
 #[test]
 fn rule_03_connect_error_with_connect_still_in_flight_opens_nothing_more() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     acquire(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
@@ -334,7 +321,7 @@ fn rule_03_connect_error_with_connect_still_in_flight_opens_nothing_more() {
 
 #[test]
 fn rule_03_conn_closed_while_borrowed_serves_waiter_on_return() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     pool.handle_closed(t(2), c0);
@@ -355,7 +342,7 @@ fn rule_03_server_close_of_idle_conn_refills_min_idle() {
         Time::ZERO,
         Config {
             min_idle: 1,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -370,7 +357,7 @@ fn rule_03_server_close_of_idle_conn_refills_min_idle() {
 
 #[test]
 fn rule_03_waiter_deadline_rejects_with_timeout() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_acquire(t(0), r(1), None, Some(t(500))).unwrap();
     assert_eq!(pool.poll_timeout(), Some(t(500)));
@@ -392,7 +379,7 @@ fn rule_03_waiter_deadline_rejects_with_timeout() {
 #[test]
 fn rule_04_stale_connected_after_closed_is_ignored_and_counted() {
     // Bun: FIN with ReadyForQuery, on_close first, deferred on_connect after.
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     acquire(&mut pool, 0, 0, None);
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
     pool.handle_closed(t(1), c(0));
@@ -421,7 +408,7 @@ fn rule_04_stale_connected_after_closed_is_ignored_and_counted() {
 
 #[test]
 fn rule_04_second_closed_is_ignored_and_counted() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_closed(t(1), c0);
     pool.handle_closed(t(2), c0);
@@ -450,7 +437,7 @@ fn rule_04_second_closed_is_ignored_and_counted() {
 
 #[test]
 fn rule_04_unknown_ids_are_ignored_and_counted() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let before = snapshot(&pool);
     pool.handle_connected(t(1), c(7));
@@ -472,7 +459,7 @@ fn rule_04_unknown_ids_are_ignored_and_counted() {
 
 #[test]
 fn rule_04_events_in_the_wrong_state_are_ignored_and_counted() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     release(&mut pool, 1, c1);
@@ -501,7 +488,7 @@ fn rule_04_events_in_the_wrong_state_are_ignored_and_counted() {
 
 #[test]
 fn rule_05_returned_conn_disconnected_while_over_capacity() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     acquire(&mut pool, 1, 2, None);
@@ -533,7 +520,7 @@ fn rule_05_expired_conn_not_reopened_while_over_capacity() {
         Config {
             min_idle: 2,
             max_lifetime_ms: 1_000,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None), open(1, None)]);
@@ -562,7 +549,7 @@ fn rule_05_expired_conn_not_reopened_while_over_capacity() {
 fn rule_06_close_rejects_waiters_aborts_connects_disconnects_idle() {
     // Waiters and idle conns never coexist between inputs, so the waiters
     // have their own test below; here: one borrowed, one idle, one opening.
-    let mut pool = Pool::new(Time::ZERO, quiet(3));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(3));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     acquire(&mut pool, 0, 2, None);
@@ -613,7 +600,7 @@ fn rule_06_close_rejects_every_waiter() {
         Time::ZERO,
         Config {
             acquire_timeout_ms: 5_000,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     let c0 = checkout(&mut pool, 0, 0, None);
@@ -648,7 +635,7 @@ fn rule_06_close_rejects_every_waiter() {
 
 #[test]
 fn rule_06_close_with_nothing_held_completes_at_once() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     pool.handle_close(t(0), Some(t(1_000))).unwrap();
     assert_eq!(drain(&mut pool), vec![Command::CloseComplete { leaked: 0 }]);
     assert_eq!(pool.stats().lifecycle, Lifecycle::Closed);
@@ -657,7 +644,7 @@ fn rule_06_close_with_nothing_held_completes_at_once() {
 
 #[test]
 fn rule_06_close_completes_at_deadline_reporting_leaks() {
-    let mut pool = Pool::new(Time::ZERO, quiet(3));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(3));
     let c0 = checkout(&mut pool, 0, 0, None);
     let c1 = checkout(&mut pool, 0, 1, None);
     let c2 = checkout(&mut pool, 0, 2, None);
@@ -696,7 +683,7 @@ fn rule_06_no_open_after_close() {
             min_idle: 1,
             max_lifetime_ms: 1_000,
             reconnect_backoff_ms: 500,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -734,7 +721,7 @@ fn rule_06_no_open_after_close() {
 
 #[test]
 fn rule_06_acquire_after_close_is_rejected() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_close(t(1), None).unwrap();
     acquire(&mut pool, 2, 1, None);
@@ -755,7 +742,7 @@ fn rule_06_acquire_after_close_is_rejected() {
 
 #[test]
 fn rule_06_set_capacity_after_close_does_nothing() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let _c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_close(t(1), None).unwrap();
     let before = snapshot(&pool);
@@ -775,7 +762,7 @@ fn rule_07_idle_timeout_closes_down_to_min_idle() {
         Config {
             min_idle: 1,
             idle_timeout_ms: 1_000,
-            ..quiet(3)
+            ..Config::without_timers(3)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -824,7 +811,7 @@ fn rule_07_idle_timeout_restarts_on_each_return() {
         Time::ZERO,
         Config {
             idle_timeout_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     let c0 = checkout(&mut pool, 0, 0, None);
@@ -844,7 +831,7 @@ fn rule_07_idle_timeout_restarts_on_each_return() {
 fn rule_07_max_lifetime_reopen_keeps_setting() {
     let config = Config {
         max_lifetime_ms: 1_000,
-        ..quiet(1)
+        ..Config::without_timers(1)
     };
     let mut pool = floor_pool_with_borrowed(config, A);
     release(&mut pool, 10, c(0));
@@ -874,7 +861,7 @@ fn rule_07_max_lifetime_without_floor_retires_without_reopen() {
         Config {
             max_lifetime_ms: 1_000,
             idle_timeout_ms: 5_000,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     let c0 = checkout(&mut pool, 0, 0, A);
@@ -894,7 +881,7 @@ fn rule_07_borrowed_conn_never_disconnected_by_timer() {
     let config = Config {
         idle_timeout_ms: 100,
         max_lifetime_ms: 1_000,
-        ..quiet(1)
+        ..Config::without_timers(1)
     };
     let mut pool = floor_pool_with_borrowed(config, A);
     let c0 = c(0);
@@ -916,7 +903,7 @@ fn rule_07_borrowed_conn_never_disconnected_by_timer() {
 fn rule_07_conn_past_lifetime_retires_on_return_before_its_timer_fires() {
     let config = Config {
         max_lifetime_ms: 1_000,
-        ..quiet(1)
+        ..Config::without_timers(1)
     };
     let mut pool = floor_pool_with_borrowed(config, B);
     let c0 = c(0);
@@ -930,7 +917,7 @@ fn rule_07_conn_past_lifetime_retires_on_return_before_its_timer_fires() {
 
 #[test]
 fn rule_07_zero_disables_timers() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 0, 1, None);
     assert_eq!(drain(&mut pool), vec![open(1, None)]);
@@ -953,7 +940,7 @@ fn rule_07_zero_disables_timers() {
 
 #[test]
 fn rule_08_detach_frees_slot_once() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     assert_eq!(drain(&mut pool), vec![]);
@@ -988,7 +975,7 @@ fn rule_08_detach_frees_slot_once() {
 
 #[test]
 fn rule_09_taint_disconnects_and_replaces_for_waiter() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, A);
     acquire(&mut pool, 1, 1, B);
     assert_eq!(drain(&mut pool), vec![]);
@@ -1006,7 +993,7 @@ fn rule_09_taint_disconnects_and_replaces_for_waiter() {
 
 #[test]
 fn rule_09_taint_without_waiter_only_disconnects() {
-    let mut pool = Pool::new(Time::ZERO, quiet(2));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(2));
     let c0 = checkout(&mut pool, 0, 0, None);
     pool.handle_taint(t(1), c0).unwrap();
     assert_eq!(
@@ -1019,7 +1006,7 @@ fn rule_09_taint_without_waiter_only_disconnects() {
 
 #[test]
 fn rule_09_taint_of_conn_closed_by_server_is_not_disconnected_again() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, None);
     pool.handle_closed(t(2), c0);
@@ -1038,7 +1025,7 @@ fn rule_10_caller_mistake_is_error_without_state_change() {
         Config {
             connect_timeout_ms: 1_000,
             idle_timeout_ms: 2_000,
-            ..quiet(3)
+            ..Config::without_timers(3)
         },
     );
     // c0 borrowed, c1 idle, c2 opening.
@@ -1100,7 +1087,7 @@ fn rule_10_duplicate_acquire_and_second_close_are_errors_without_state_change() 
         Time::ZERO,
         Config {
             acquire_timeout_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     let c0 = checkout(&mut pool, 0, 0, None);
@@ -1154,7 +1141,7 @@ fn rule_10_refused_input_does_not_move_the_clock() {
         Time::ZERO,
         Config {
             acquire_timeout_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     let _c0 = checkout(&mut pool, 0, 0, None);
@@ -1174,7 +1161,7 @@ fn connect_timeout_aborts_and_rejects_oldest_waiter() {
         Time::ZERO,
         Config {
             connect_timeout_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     acquire(&mut pool, 0, 0, None);
@@ -1212,7 +1199,7 @@ fn reconnect_backoff_delays_floor_refill_not_waiters() {
         Config {
             min_idle: 1,
             reconnect_backoff_ms: 1_000,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(drain(&mut pool), vec![open(0, None)]);
@@ -1239,7 +1226,7 @@ fn cancel_removes_waiter_silently() {
         Time::ZERO,
         Config {
             acquire_timeout_ms: 1_000,
-            ..quiet(1)
+            ..Config::without_timers(1)
         },
     );
     acquire(&mut pool, 0, 0, None);
@@ -1263,7 +1250,7 @@ fn cancel_removes_waiter_silently() {
 
 #[test]
 fn cancel_keeps_fifo_for_the_others() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let c0 = checkout(&mut pool, 0, 0, None);
     for i in 1..=3 {
         acquire(&mut pool, i, i, None);
@@ -1277,7 +1264,7 @@ fn cancel_keeps_fifo_for_the_others() {
 
 #[test]
 fn set_capacity_grow_serves_waiters_at_once() {
-    let mut pool = Pool::new(Time::ZERO, quiet(1));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
     let _c0 = checkout(&mut pool, 0, 0, None);
     acquire(&mut pool, 1, 1, A);
     acquire(&mut pool, 1, 2, B);
@@ -1295,7 +1282,7 @@ fn set_capacity_grow_serves_waiters_at_once() {
 
 #[test]
 fn set_capacity_shrink_disconnects_idle_then_aborts_connects() {
-    let mut pool = Pool::new(Time::ZERO, quiet(4));
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(4));
     for i in 0..4 {
         acquire(&mut pool, 0, i, None);
     }
@@ -1406,7 +1393,7 @@ fn stats_count_every_outcome() {
         Time::ZERO,
         Config {
             acquire_timeout_ms: 1_000,
-            ..quiet(2)
+            ..Config::without_timers(2)
         },
     );
     assert_eq!(

@@ -12,16 +12,7 @@ const T: Time = Time::ZERO;
 
 /// A pool of `max` connections with every timer off; transports are numbers.
 fn shared(max: usize) -> Arc<Shared<u64>> {
-    let config = Config {
-        max_size: max,
-        min_idle: 0,
-        idle_timeout_ms: 0,
-        max_lifetime_ms: 0,
-        acquire_timeout_ms: 0,
-        connect_timeout_ms: 0,
-        reconnect_backoff_ms: 0,
-    };
-    let (shared, work) = Shared::new(T, config);
+    let (shared, work) = Shared::new(T, Config::without_timers(max));
     assert!(work.is_empty());
     Arc::new(shared)
 }
