@@ -50,6 +50,15 @@ impl Rng {
             self.range(lo, hi)
         }
     }
+
+    /// 0 (off) with probability `off_pct`, else one of `items`.
+    fn maybe_pick<T: Copy + Default>(&mut self, off_pct: u8, items: &[T]) -> T {
+        if self.chance(off_pct) {
+            T::default()
+        } else {
+            self.pick(items)
+        }
+    }
 }
 
 /// Every option of a seeded run.
@@ -119,18 +128,10 @@ pub struct Faults {
 impl Swarm {
     /// Draw every option from `rng`; `events` is the safety phase's length.
     pub fn draw(rng: &mut Rng, events: u64) -> Swarm {
-        let max_size = if rng.chance(3) {
-            0
-        } else {
-            rng.range(1, 8) as usize
-        };
+        let max_size = rng.maybe(3, 1, 8) as usize;
         let pool = Config {
             max_size,
-            min_idle: if rng.chance(50) {
-                0
-            } else {
-                rng.range(1, max_size.max(1) as u64) as usize
-            },
+            min_idle: rng.maybe(50, 1, max_size.max(1) as u64) as usize,
             idle_timeout_ms: rng.pick(&[0, 20, 200, 2_000, 600_000]),
             max_lifetime_ms: rng.pick(&[0, 50, 500, 5_000, 1_800_000]),
             acquire_timeout_ms: rng.pick(&[0, 20, 200, 2_000, 30_000]),
@@ -148,38 +149,22 @@ impl Swarm {
         };
         let world = WorldConfig {
             clients: clients.max(processes),
-            role_conn_limit: if rng.chance(70) {
-                0
-            } else {
-                rng.range(1, (max_size as u64 + 2) * u64::from(processes)) as u32
-            },
+            role_conn_limit: rng.maybe(70, 1, (max_size as u64 + 2) * u64::from(processes)) as u32,
             processes,
             keys,
             watchdog_interval_ms: rng.pick(&[100, 1_000, 2_000]),
             ..WorldConfig::default()
         };
         let workload = Workload {
-            listeners: if rng.chance(60) {
-                0
-            } else {
-                rng.range(1, u64::from(clients.min(2))) as u32
-            },
+            listeners: rng.maybe(60, 1, u64::from(clients.min(2))) as u32,
             settings: rng.maybe(50, 1, 3) as u32,
             think_ms: rng.pick(&[1, 10, 100]),
             hold_ms: rng.pick(&[1, 10, 100, 1_000]),
-            timeout_ms: if rng.chance(40) {
-                0
-            } else {
-                rng.pick(&[5, 50, 500, 5_000])
-            },
+            timeout_ms: rng.maybe_pick(40, &[5, 50, 500, 5_000]),
             cancel_pct: rng.maybe(50, 1, 20) as u8,
             taint_pct: rng.maybe(50, 1, 20) as u8,
             detach_pct: rng.maybe(70, 1, 10) as u8,
-            resize_every_ms: if rng.chance(60) {
-                0
-            } else {
-                rng.pick(&[10, 100, 1_000])
-            },
+            resize_every_ms: rng.maybe_pick(60, &[10, 100, 1_000]),
             close_at_step: if rng.chance(70) || events < 2 {
                 0
             } else {
@@ -202,21 +187,9 @@ impl Swarm {
             connect_error_pct: rng.maybe(50, 1, 30) as u8,
             hang_pct: rng.maybe(50, 1, 10) as u8,
             ready_then_fin_pct: rng.maybe(50, 1, 20) as u8,
-            kill_every_ms: if rng.chance(50) {
-                0
-            } else {
-                rng.pick(&[10, 100, 1_000])
-            },
-            kill_all_every_ms: if rng.chance(70) {
-                0
-            } else {
-                rng.pick(&[100, 1_000, 10_000])
-            },
-            server_idle_timeout_ms: if rng.chance(60) {
-                0
-            } else {
-                rng.pick(&[10, 100, 1_000])
-            },
+            kill_every_ms: rng.maybe_pick(50, &[10, 100, 1_000]),
+            kill_all_every_ms: rng.maybe_pick(70, &[100, 1_000, 10_000]),
+            server_idle_timeout_ms: rng.maybe_pick(60, &[10, 100, 1_000]),
             defer_pct: rng.maybe(50, 1, 50) as u8,
             defer_ms: rng.range(1, 10),
             reorder: rng.chance(50),
