@@ -8,8 +8,8 @@ use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Mutation, Options, Scenario};
 
 use crate::hunt::hunt;
-use crate::project_root;
 use crate::sim::DEFAULT_EVENTS;
+use crate::{cargo, project_root};
 
 /// Measure, on one core with every checker on: simulated events per second
 /// and seeds per second, the replay time of a scenario, shrink time, and the
@@ -25,8 +25,7 @@ pub fn run(args: Args) -> i32 {
     if cfg!(debug_assertions) {
         // Figures from an unoptimised build would mean nothing: rerun in
         // release mode.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
+        let status = Command::new(cargo())
             .args([
                 "run",
                 "--release",

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use crate::project_root;
+use crate::{cargo, project_root};
 
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
 /// tests, scenario replays, the bounded seed sweep, snapshots, proptest
@@ -44,7 +44,6 @@ pub fn run(_args: Args) -> i32 {
         // installed when missing): nothing may be found.
         ("fuzz smoke", &[X, "fuzz", "--seconds", "30"]),
     ];
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     #[allow(clippy::disallowed_methods)] // wall time of CI stages, reported only
     let started = Instant::now();
     for &(name, args) in stages {
@@ -59,7 +58,7 @@ pub fn run(_args: Args) -> i32 {
         println!("==> ci: {name}: cargo {}", args.join(" "));
         #[allow(clippy::disallowed_methods)]
         let stage_started = Instant::now();
-        let status = Command::new(&cargo)
+        let status = Command::new(cargo())
             .args(&args)
             .current_dir(project_root())
             .status();

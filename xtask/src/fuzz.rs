@@ -10,7 +10,7 @@ use pool_sim::fuzz::{Case, CoreCase};
 use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Expect, Mutation, Options, Outcome, Scenario};
 
-use crate::{print, project_root};
+use crate::{cargo, print, project_root};
 
 pub const TARGETS: [&str; 3] = ["transitions", "core_inputs", "scenario_file"];
 
@@ -145,10 +145,6 @@ pub fn ensure_cargo_fuzz() -> Result<(), String> {
     } else {
         Err("cargo install cargo-fuzz failed".to_owned())
     }
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 /// Fuzz `target` for `seconds` from a fresh copy of its seed corpus.

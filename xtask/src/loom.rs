@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use crate::project_root;
+use crate::{cargo, project_root};
 
 /// Run pool-tokio's loom models (tests/loom.rs): a release build with
 /// `--cfg loom`, every interleaving of each model's threads up to
@@ -31,10 +31,9 @@ pub fn run(args: Args) -> i32 {
         "loom: pool-tokio's models, release build, RUSTFLAGS=\"{rustflags}\", LOOM_MAX_PREEMPTIONS={}",
         args.max_preemptions
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     #[allow(clippy::disallowed_methods)] // wall time, reported only
     let started = Instant::now();
-    let status = Command::new(cargo)
+    let status = Command::new(cargo())
         .args([
             "test",
             "--release",

@@ -75,3 +75,9 @@ fn project_root() -> std::path::PathBuf {
         .expect("xtask lives in the workspace root")
         .to_owned()
 }
+
+/// The cargo that runs us (`$CARGO`), so a stage or sub-build uses the same
+/// toolchain as the `cargo xtask` that started it.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
