@@ -304,6 +304,14 @@ pub struct PoolSlot<P> {
     /// Waiting requests by effective deadline, for `waiter-stalled`.
     deadlines: BTreeSet<(Time, RequestId)>,
     shrink: Option<ShrinkWatch>,
+    /// Settings of this pool's connections that left the table since its
+    /// last drain, so a reopen can be checked against the connection it
+    /// replaces. Per pool, because every pool numbers its connections from
+    /// c0: a list shared by the world let one pool's reopen find another
+    /// pool's connection of the same id. A connection forgotten outside a
+    /// drain (unlisten, a killed listener) waits here for the pool's next
+    /// drain; ids are never reused within a pool, so it cannot be mistaken.
+    retired: Vec<(ConnId, Option<Setting>)>,
     /// The ground-truth counts as of the last check (kept current: every
     /// change to this pool's truth marks it for a check).
     counted: Census,
@@ -321,6 +329,7 @@ impl<P: SimPool> PoolSlot<P> {
             waiting: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             shrink: None,
+            retired: Vec::new(),
             counted: Census::default(),
         }
     }
@@ -414,9 +423,6 @@ pub struct World<P> {
     deferred: Vec<topology::Deferred>,
     /// Pools whose truth or state changed since the last check.
     dirty: Vec<u32>,
-    /// Settings of connections that left the table during the current
-    /// drain, so a reopen can be checked against the connection it replaces.
-    retired: Vec<(ConnId, Option<Setting>)>,
     inbox: Vec<Queued>,
     /// Signals queued by the step being applied, traced after it.
     queued_by_step: Vec<Signal>,
@@ -478,7 +484,6 @@ impl<P: SimPool> World<P> {
             registry,
             deferred: Vec::new(),
             dirty: Vec::new(),
-            retired: Vec::new(),
             inbox: Vec::new(),
             queued_by_step: Vec::new(),
             next_signal: 0,
@@ -1053,8 +1058,9 @@ impl<P: SimPool> World<P> {
     /// Drop a connection from the ground truth, closing its session.
     fn forget(&mut self, px: u32, conn: ConnId) {
         self.touch(px);
-        if let Some(truth) = self.pools[px as usize].conns.remove(&conn) {
-            self.retired.push((conn, truth.setting));
+        let slot = &mut self.pools[px as usize];
+        if let Some(truth) = slot.conns.remove(&conn) {
+            slot.retired.push((conn, truth.setting));
         }
     }
 
@@ -1165,7 +1171,7 @@ impl<P: SimPool> World<P> {
                 .push(self.now, Event::Command(px, command.clone()));
             self.on_command(px, command);
         }
-        self.retired.clear();
+        self.pools[px as usize].retired.clear();
     }
 
     /// Carry out a command against the ground truth, checking what can only
@@ -1231,7 +1237,7 @@ impl<P: SimPool> World<P> {
         }
         if let Some(old) = replaces {
             self.counters.count(Invariant::SettingLost);
-            let before = self
+            let before = slot
                 .retired
                 .iter()
                 .find(|(id, _)| *id == old)

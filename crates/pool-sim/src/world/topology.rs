@@ -362,6 +362,7 @@ impl<P: SimPool> World<P> {
         slot.waiting.clear();
         slot.deadlines.clear();
         slot.shrink = None;
+        slot.retired.clear();
         let mut idle = Vec::new();
         for (i, c) in self.clients.iter_mut().enumerate() {
             if c.pool == Some(px) && c.state != ClientState::Idle {
