@@ -8,7 +8,7 @@ use pool_core::{ConnId, RequestId, Time};
 use crate::pool::SimPool;
 use crate::swarm::{Rng, Swarm};
 use crate::transition::{Step, Transition};
-use crate::world::{ClientState, Notice, Owner, Service, Session, View, World};
+use crate::world::{ClientState, Notice, Owner, Service, Session, World};
 
 /// Chooses steps. A driver may read the world (and take its notices), but
 /// changes it only through the steps it returns.
@@ -232,7 +232,7 @@ impl Generator {
             }
             Plan::RandomKill => {
                 self.again(now, f.kill_every_ms, Plan::RandomKill);
-                let open = world.open_sessions().count() as u64;
+                let open = world.open_session_count() as u64;
                 (open > 0).then(|| Transition::Kill {
                     session: self.rng.below(open) as u32,
                 })
@@ -515,7 +515,7 @@ impl Healer {
         let mut room = if limit == 0 {
             usize::MAX
         } else {
-            limit.saturating_sub(world.open_sessions().count())
+            limit.saturating_sub(world.open_session_count())
         };
         let mut probes = Vec::new();
         let keys = world.config().keys;
@@ -557,11 +557,7 @@ impl Healer {
             if pool.service != Service::Serving || pool.close.is_some() {
                 continue;
             }
-            let pooled = pool
-                .conns
-                .values()
-                .filter(|c| c.view == View::Pooled)
-                .count();
+            let pooled = pool.census().pooled;
             let mut n = 0;
             let mut candidates: Vec<u32> = idle
                 .iter()

@@ -245,14 +245,15 @@ impl<P: SimPool> World<P> {
         if self.violation.is_some() || !quiet || !matches!(self.phase, Phase::Liveness { .. }) {
             return;
         }
-        let open_sessions = self.open_sessions().count();
+        // check_state just refreshed every pool's census: no recount.
+        let open_sessions = self.open_session_count();
         let limit = self.config.role_conn_limit as usize;
         for px in 0..self.pools.len() {
             let slot = &self.pools[px];
             if slot.service == Service::Exited {
                 continue;
             }
-            let census = slot.census();
+            let census = slot.counted;
             // Faults are healed and capacity is free, yet requests still wait.
             self.counters.count(Invariant::Starved);
             let room = limit == 0 || open_sessions < limit;

@@ -312,8 +312,12 @@ pub struct PoolSlot<P> {
     /// drain (unlisten, a killed listener) waits here for the pool's next
     /// drain; ids are never reused within a pool, so it cannot be mistaken.
     retired: Vec<(ConnId, Option<Setting>)>,
-    /// The ground-truth counts as of the last check (kept current: every
-    /// change to this pool's truth marks it for a check).
+    /// The ground-truth counts as of this pool's last check. Between steps
+    /// that is now for a pool in service: every change to its truth marks it
+    /// for the check that ends the step (`World::open_session_count` relies
+    /// on it). Mid-step it may be behind: use `census()` there. An exited
+    /// pool is no longer checked; its process's exit zeroes this with its
+    /// connections.
     counted: Census,
 }
 
@@ -334,7 +338,8 @@ impl<P: SimPool> PoolSlot<P> {
         }
     }
 
-    /// The ground-truth counts of this pool now.
+    /// The ground-truth counts of this pool now, counted afresh (mid-step,
+    /// where `counted` may be behind).
     pub fn census(&self) -> Census {
         let mut census = Census::default();
         for c in self.conns.values() {
@@ -583,6 +588,19 @@ impl<P: SimPool> World<P> {
     /// Connect attempts in flight at the server, by pool then connection.
     pub fn attempts(&self) -> impl Iterator<Item = (u32, ConnId)> + '_ {
         self.sessions_in(Session::Connecting)
+    }
+
+    /// How many server sessions are open, over every pool, detached
+    /// included: what the role limit counts. Read between steps (drivers) or
+    /// at the start of one (a connect's answer), where each pool's census is
+    /// as of the check that ended the last step, so no connection is walked.
+    pub fn open_session_count(&self) -> usize {
+        debug_assert!(
+            self.dirty.is_empty() || self.violation.is_some(),
+            "open_session_count read mid-step, before the check of pools {:?}",
+            self.dirty
+        );
+        self.pools.iter().map(|p| p.counted.open_sessions).sum()
     }
 
     /// Open server sessions (detached included), by pool then connection.
@@ -943,9 +961,11 @@ impl<P: SimPool> World<P> {
         let Some((px, conn)) = nth(|| self.attempts(), attempt) else {
             return (Target::Skipped("no connect in flight"), None);
         };
-        self.touch(px);
+        // Counted before this pool is marked changed: the count is the
+        // census of the check that ended the last step.
         let limit = self.config.role_conn_limit as usize;
-        let refused = limit > 0 && self.open_sessions().count() >= limit;
+        let refused = limit > 0 && self.open_session_count() >= limit;
+        self.touch(px);
         let now = self.now;
         let truth = self.pools[px as usize]
             .conns

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use pool_core::{ConnId, Input, Key, Login, Mutation, PoolId, Registry, RequestId, Watchdog};
 
-use super::{ClientState, Notice, Owner, PoolSlot, Process, Service, World};
+use super::{Census, ClientState, Notice, Owner, PoolSlot, Process, Service, World};
 use crate::invariant::Invariant;
 use crate::pool::SimPool;
 use crate::trace::{Target, WorldEvent};
@@ -363,6 +363,8 @@ impl<P: SimPool> World<P> {
         slot.deadlines.clear();
         slot.shrink = None;
         slot.retired.clear();
+        // Not checked any more, but counted over every pool (the role limit).
+        slot.counted = Census::default();
         let mut idle = Vec::new();
         for (i, c) in self.clients.iter_mut().enumerate() {
             if c.pool == Some(px) && c.state != ClientState::Idle {
