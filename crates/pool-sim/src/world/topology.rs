@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pool_core::{ConnId, Input, Key, Login, Mutation, PoolId, Registry, RequestId, Watchdog};
+use pool_core::{Input, Key, Login, Mutation, PoolId, Registry, RequestId, Watchdog};
 
 use super::{Census, ClientState, Notice, Owner, PoolSlot, Process, Service, World};
 use crate::invariant::Invariant;
@@ -357,7 +357,7 @@ impl<P: SimPool> World<P> {
         let px = p.pool;
         let slot = &mut self.pools[px as usize];
         slot.service = Service::Exited;
-        let conns: Vec<ConnId> = slot.conns.keys().copied().collect();
+        let sessions = slot.conns.len() as u32;
         slot.conns.clear();
         slot.waiting.clear();
         slot.deadlines.clear();
@@ -365,21 +365,16 @@ impl<P: SimPool> World<P> {
         slot.retired.clear();
         // Not checked any more, but counted over every pool (the role limit).
         slot.counted = Census::default();
-        let mut idle = Vec::new();
-        for (i, c) in self.clients.iter_mut().enumerate() {
+        for client in 0..self.clients.len() as u32 {
+            let c = &self.clients[client as usize];
             if c.pool == Some(px) && c.state != ClientState::Idle {
-                c.state = ClientState::Idle;
-                c.probe = false;
-                idle.push(i as u32);
+                self.set_client_idle(client);
             }
-        }
-        for client in idle {
-            self.notice(Notice::ClientIdle { client });
         }
         self.world_event(WorldEvent::Exited {
             process: index as u32,
             pool: px,
-            sessions: conns.len() as u32,
+            sessions,
         });
     }
 }
