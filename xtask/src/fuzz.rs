@@ -18,8 +18,9 @@ pub const TARGETS: [&str; 3] = ["transitions", "core_inputs", "scenario_file"];
 /// from its committed seed corpus, on the stable toolchain (`-s none`).
 /// Findings are decoded: a `transitions` violation becomes a shrunk
 /// scenario under `scenarios/fuzz/`; a `core_inputs` or `scenario_file`
-/// crash becomes a decoded case under `fuzz/regressions/`. The tests replay
-/// both.
+/// crash becomes a decoded case under `fuzz/regressions/`. A `transitions`
+/// or `core_inputs` finding keeps the --mutation it was found with (the
+/// parser runs no core). The tests replay both.
 ///
 /// Exit: 0 when nothing was found (or, with --mutation, when the bug was
 /// found); 1 otherwise.
@@ -248,7 +249,13 @@ fn decode(
     match target {
         "transitions" => {
             let case = Case::from_bytes(bytes).map_err(|e| format!("undecodable artifact: {e}"))?;
-            let scenario = case.scenario();
+            // The one place the mutation joins the finding: every file
+            // written below starts from this scenario, so each replays with
+            // the bug the fuzzer ran with.
+            let scenario = Scenario {
+                mutation,
+                ..case.scenario()
+            };
             if let Some(kind) = resource {
                 let what = format!("libFuzzer `{kind}` (resources, not an invariant)");
                 let kept = Scenario {
@@ -256,42 +263,45 @@ fn decode(
                     about: format!(
                         "Found by `{provenance}`: {what}. Not run or shrunk when found."
                     ),
-                    mutation,
                     ..scenario
                 };
                 return write_scenario(&root, kept, what);
             }
-            let options = Options {
-                mutation,
-                ..Options::default()
-            };
-            let outcome = pool_sim::run_scenario(&scenario, options).outcome;
+            let outcome = pool_sim::run_scenario(&scenario, Options::default()).outcome;
             let what = print::outcome_line(&outcome);
-            let mut kept = match outcome {
+            // `shrunk` says whether shrinking ran: a panic is not shrunk, and
+            // neither is a violation that also fires without the mutation.
+            let (mut kept, shrunk) = match outcome {
                 Outcome::Violated(v) => {
                     let keeps = Keeps {
                         invariant: v.invariant,
                         mutation,
                     };
-                    shrink(&scenario, keeps)
-                        .map(|s| s.scenario)
-                        .unwrap_or_else(|| Scenario {
-                            expect: Expect::Violation(v.invariant),
-                            mutation,
-                            ..scenario.clone()
-                        })
+                    match shrink(&scenario, keeps) {
+                        Some(s) => (s.scenario, true),
+                        None => (
+                            Scenario {
+                                expect: Expect::Violation(v.invariant),
+                                ..scenario.clone()
+                            },
+                            false,
+                        ),
+                    }
                 }
                 // A panic cannot be an `expect`: the file expects a pass and
                 // fails until the bug is fixed.
-                _ => scenario.clone(),
+                _ => (scenario.clone(), false),
             };
             let label = mutation.map_or("reference".to_owned(), |m| m.name().to_owned());
             kept.name = format!("fuzz-{target}-{label}-{id}");
-            kept.about = format!(
-                "Found by `{provenance}` within {executions} executions: {what}. Shrunk from {} to {} transitions.",
-                scenario.steps.len(),
-                kept.steps.len()
-            );
+            let (before, after) = (scenario.steps.len(), kept.steps.len());
+            let shrunk = match shrunk {
+                true if after < before => format!("Shrunk from {before} to {after} transitions."),
+                true => format!("Shrinking removed none of its {before} transitions."),
+                false => format!("Not shrunk ({before} transitions)."),
+            };
+            kept.about =
+                format!("Found by `{provenance}` within {executions} executions: {what}. {shrunk}");
             write_scenario(&root, kept, what)
         }
         "core_inputs" => {
@@ -306,8 +316,8 @@ fn decode(
             };
             std::fs::create_dir_all(&regressions).map_err(|e| e.to_string())?;
             let path = regressions.join(format!("{id}.toml"));
-            let text = toml::to_string(&case).map_err(|e| e.to_string())?;
             let header = format!("# Found by `{provenance}`: {what}\n");
+            let text = core_case_toml(&case, mutation)?;
             std::fs::write(&path, header + &text).map_err(|e| e.to_string())?;
             Ok((path, what))
         }
@@ -327,6 +337,22 @@ fn decode(
     }
 }
 
+/// A `core_inputs` finding as TOML: the case, and the mutation it was found
+/// with as a top-level `mutation` key (the form
+/// crates/pool-sim/tests/fuzz_regressions.rs reads), so the test replays it
+/// with that bug put back and without it.
+fn core_case_toml(case: &CoreCase, mutation: Option<Mutation>) -> Result<String, String> {
+    let mut table = toml::Table::new();
+    if let Some(m) = mutation {
+        table.insert("mutation".to_owned(), m.name().into());
+    }
+    let toml::Value::Table(fields) = toml::Value::try_from(case).map_err(|e| e.to_string())? else {
+        return Err("a core case serializes to a table".to_owned());
+    };
+    table.extend(fields);
+    toml::to_string(&table).map_err(|e| e.to_string())
+}
+
 /// Write a scenario finding under `scenarios/fuzz/`.
 fn write_scenario(
     root: &Path,
@@ -340,4 +366,26 @@ fn write_scenario(
         "pool-sim scenario found by cargo-fuzz (decoded).\nReplay: cargo xtask replay <this file>";
     std::fs::write(&path, scenario.to_toml(header, None)).map_err(|e| e.to_string())?;
     Ok((path, what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file form is the one crates/pool-sim/tests/fuzz_regressions.rs
+    /// reads: a top-level `mutation` key, the rest a `CoreCase`.
+    #[test]
+    fn a_core_finding_keeps_its_mutation() {
+        let case = CoreCase::from_bytes(&[7; 64]).expect("any bytes decode");
+        let text = core_case_toml(&case, Some(Mutation::AcceptStaleConnect)).unwrap();
+        let mut table: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(
+            table.remove("mutation"),
+            Some(toml::Value::from("accept-stale-connect"))
+        );
+        let back: CoreCase = table.try_into().unwrap();
+        assert_eq!(toml::to_string(&back), toml::to_string(&case));
+        let plain = core_case_toml(&case, None).unwrap();
+        assert_eq!(Ok(plain), toml::to_string(&case));
+    }
 }
