@@ -348,7 +348,7 @@ pub fn run_with(seed: u64, options: NetOptions, mut rng: Rng) -> NetReport {
     };
     let stats = server.stats();
     for (kind, n) in &stats.faults {
-        *faults.entry(format!("{kind:?}")).or_default() += n;
+        *faults.entry(kind.to_string()).or_default() += n;
     }
     let h = hub.lock().unwrap();
     NetReport {
