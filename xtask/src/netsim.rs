@@ -89,13 +89,7 @@ pub fn run_cmd(args: Args) -> i32 {
             outcome_line(&f.outcome)
         );
     }
-    match &failures[0].outcome {
-        NetOutcome::Violated { invariant, .. } => match invariant.kind() {
-            pool_sim::Kind::Safety => 3,
-            pool_sim::Kind::Liveness => 4,
-        },
-        _ => 5,
-    }
+    failures[0].outcome.exit_code()
 }
 
 fn outcome_line(outcome: &NetOutcome) -> String {

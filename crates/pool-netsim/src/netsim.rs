@@ -143,6 +143,18 @@ pub enum NetOutcome {
     SimError(String),
 }
 
+impl NetOutcome {
+    /// The process exit code, as pool-sim's: 0 pass, 3 safety, 4 liveness,
+    /// 5 when the simulation itself failed (pool-sim's code for a panic).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            NetOutcome::Pass => 0,
+            NetOutcome::Violated { invariant, .. } => invariant.kind().exit_code(),
+            NetOutcome::SimError(_) => pool_sim::run::PANIC_EXIT_CODE,
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct NetReport {

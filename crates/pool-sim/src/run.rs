@@ -26,17 +26,29 @@ pub enum Outcome {
     },
 }
 
+/// The exit code of a run that panicked (the pool or the simulator).
+pub const PANIC_EXIT_CODE: i32 = 5;
+
+impl Kind {
+    /// The process exit code of a run that broke an invariant of this kind:
+    /// 3 safety, 4 liveness. Here, not in each command, so `cargo xtask sim`
+    /// and `cargo xtask netsim` cannot drift apart.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Safety => 3,
+            Kind::Liveness => 4,
+        }
+    }
+}
+
 impl Outcome {
     /// The process exit code for this outcome: 0 pass, 3 safety, 4 liveness,
     /// 5 panic (1 and 2 are left for bad input and usage errors).
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Pass => 0,
-            Outcome::Violated(v) => match v.invariant.kind() {
-                Kind::Safety => 3,
-                Kind::Liveness => 4,
-            },
-            Outcome::Panicked { .. } => 5,
+            Outcome::Violated(v) => v.invariant.kind().exit_code(),
+            Outcome::Panicked { .. } => PANIC_EXIT_CODE,
         }
     }
 
