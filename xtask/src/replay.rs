@@ -90,29 +90,11 @@ fn replay_one(
         (false, false) => Keep::Tail,
     };
     let steps = scenario.steps.len();
-    if let Some(m) = mutation {
-        // An explicit mutation: show what it does to this scenario.
-        let options = Options {
-            keep,
-            record: false,
-            mutation: Some(m),
-        };
-        let report = run_scenario(&scenario, options);
-        if let Some(out) = perfetto
-            && let Err(code) = print::write_perfetto(out, &report)
-        {
-            return code;
-        }
-        println!(
-            "{}: with {m}: {}",
-            path.display(),
-            print::outcome_line(&report.outcome)
-        );
-        print!("{}", print::failure(&report));
-        return report.outcome.exit_code();
-    }
+    // `run_scenario` runs with `mutation` when one is given, else with the
+    // file's own (if any).
     let options = Options {
         keep,
+        mutation,
         ..Options::default()
     };
     let report = run_scenario(&scenario, options);
@@ -120,6 +102,16 @@ fn replay_one(
         && let Err(code) = print::write_perfetto(out, &report)
     {
         return code;
+    }
+    if let Some(m) = mutation {
+        // An explicit mutation: show what it does to this scenario.
+        println!(
+            "{}: with {m}: {}",
+            path.display(),
+            print::outcome_line(&report.outcome)
+        );
+        print!("{}", print::failure(&report));
+        return report.outcome.exit_code();
     }
     if !ends_as(&report.outcome, scenario.expect) {
         let with = scenario
