@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use pool_netsim::netsim::{NetOutcome, NetReport, run};
 
+use crate::print;
 use crate::sweep::parse_range;
 
 /// Run seeds of the network simulation: each draws processes with pools,
@@ -22,6 +23,9 @@ pub struct Args {
     /// A range of seeds, as `A..B`.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<Range<u64>>,
+    /// Failures listed in full (the rest are counted).
+    #[arg(long, default_value_t = 10)]
+    show: usize,
 }
 
 pub fn run_cmd(args: Args) -> i32 {
@@ -54,8 +58,8 @@ pub fn run_cmd(args: Args) -> i32 {
         gets += report.gets_ok;
         failed += report.gets_failed;
         sim_ms += report.sim_ms;
+        // Listed once, at the end, as sweep does.
         if report.outcome != NetOutcome::Pass {
-            println!("seed {seed}: {}", outcome_line(&report.outcome));
             failures.push(report);
         }
         if !single && (i + 1) % step == 0 {
@@ -81,14 +85,12 @@ pub fn run_cmd(args: Args) -> i32 {
     if failures.is_empty() {
         return 0;
     }
-    println!("\nreproduce:");
-    for f in &failures {
-        println!(
-            "  cargo xtask netsim --seed {}    # {}",
-            f.seed,
-            outcome_line(&f.outcome)
-        );
-    }
+    print::reproduce_list(&failures, args.show, |f| {
+        (
+            format!("cargo xtask netsim --seed {}", f.seed),
+            outcome_line(&f.outcome),
+        )
+    });
     failures[0].outcome.exit_code()
 }
 

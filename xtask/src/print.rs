@@ -142,6 +142,23 @@ pub fn failure(report: &Report) -> String {
     out
 }
 
+/// The end of a batch that failed (`sweep`, `netsim`): the command that
+/// reproduces each of the first `show` failures, with what it showed, and
+/// how many more there are. `line` gives a failure's (command, outcome).
+pub fn reproduce_list<T>(failures: &[T], show: usize, line: impl Fn(&T) -> (String, String)) {
+    println!("\nreproduce:");
+    for f in failures.iter().take(show) {
+        let (command, outcome) = line(f);
+        println!("  {command}    # {outcome}");
+    }
+    if failures.len() > show {
+        println!(
+            "  ... and {} more (--show N lists more)",
+            failures.len() - show
+        );
+    }
+}
+
 pub fn seconds(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }

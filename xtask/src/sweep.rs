@@ -89,17 +89,12 @@ pub fn run(args: Args) -> i32 {
     let bar = progress_bar(seeds.len() as u64);
     let step = (seeds.len() as u64 / 10).max(1);
     let (mut finished, mut failed) = (0u64, 0usize);
+    // Failures are listed once, at the end: a line per failure as it came
+    // would vanish with a hidden bar (piped output, CI) and repeat the list.
     let batch = seeds::run(&seeds, args.events, args.mutation, jobs, false, |result| {
         finished += 1;
         if result.outcome != Outcome::Pass {
             failed += 1;
-            if failed <= args.show {
-                bar.println(format!(
-                    "seed {}: {}",
-                    result.seed,
-                    print::outcome_line(&result.outcome)
-                ));
-            }
         }
         bar.set_message(format!("{failed} failed"));
         bar.inc(1);
@@ -138,20 +133,12 @@ pub fn run(args: Args) -> i32 {
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
     println!("  failures by kind: {}", counts.join(", "));
-    println!("\nreproduce:");
-    for f in failures.iter().take(args.show) {
-        println!(
-            "  {}    # {}",
+    print::reproduce_list(&failures, args.show, |f| {
+        (
             reproduce_command(f.seed, args.events, args.mutation),
-            print::outcome_line(&f.outcome)
-        );
-    }
-    if failures.len() > args.show {
-        println!(
-            "  ... and {} more (--show N lists more)",
-            failures.len() - args.show
-        );
-    }
+            print::outcome_line(&f.outcome),
+        )
+    });
     failures[0].outcome.exit_code()
 }
 
