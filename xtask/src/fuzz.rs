@@ -10,6 +10,7 @@ use pool_sim::fuzz::{Case, CoreCase};
 use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Expect, Mutation, Options, Outcome, Scenario};
 
+use crate::sim::mutation_arg;
 use crate::{cargo, print, project_root};
 
 pub const TARGETS: [&str; 3] = ["transitions", "core_inputs", "scenario_file"];
@@ -87,9 +88,7 @@ pub fn run(args: Args) -> i32 {
             "cargo xtask fuzz {target} --seconds {} --seed {}{}",
             args.seconds,
             args.seed,
-            args.mutation
-                .map(|m| format!(" --mutation {m}"))
-                .unwrap_or_default()
+            mutation_arg(args.mutation)
         );
         let mut findings = Vec::new();
         for artifact in &run.artifacts {

@@ -1,6 +1,6 @@
 //! Shared output: the options a seed drew, run summaries, failure reports.
 
-use pool_sim::{Invariant, Outcome, Report, Swarm};
+use pool_sim::{Invariant, Keep, Outcome, Report, Swarm};
 
 /// One line per option group: `pool: max_size=3 min_idle=0 ...`.
 pub fn options(swarm: &Swarm) -> String {
@@ -186,6 +186,17 @@ pub fn target_note(target: &pool_sim::Target) -> String {
         Target::Pool(p) => format!("P{p}"),
         Target::Signal(s) => s.to_string(),
         Target::Skipped(why) => format!("skipped: {why}"),
+    }
+}
+
+/// What of the trace a run keeps: every line echoed as it happens with
+/// --verbose, every line kept for --perfetto, else only the tail a failure
+/// report shows.
+pub fn keep(verbose: bool, perfetto: bool) -> Keep {
+    match (verbose, perfetto) {
+        (true, _) => Keep::Echo,
+        (false, true) => Keep::All,
+        (false, false) => Keep::Tail,
     }
 }
 

@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pool_sim::{
-    Expect, Keep, Mutation, Options, Outcome, Scenario, run_scenario, scenario::files_in,
-};
+use pool_sim::{Expect, Mutation, Options, Outcome, Scenario, run_scenario, scenario::files_in};
 
 use crate::print;
 
@@ -84,11 +82,7 @@ fn replay_one(
             return 1;
         }
     };
-    let keep = match (verbose, perfetto.is_some()) {
-        (true, _) => Keep::Echo,
-        (false, true) => Keep::All,
-        (false, false) => Keep::Tail,
-    };
+    let keep = print::keep(verbose, perfetto.is_some());
     let steps = scenario.steps.len();
     // `run_scenario` runs with `mutation` when one is given, else with the
     // file's own (if any).

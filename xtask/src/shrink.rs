@@ -8,7 +8,7 @@ use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Expect, Mutation, Options, Outcome, Scenario};
 
 use crate::print;
-use crate::sim::{DEFAULT_EVENTS, reproduce_command};
+use crate::sim::{DEFAULT_EVENTS, mutation_arg, reproduce_command, seed_command};
 
 /// Shrink a failing run to a 1-minimal scenario: delta debugging over its
 /// transitions (chunks, then single ones, then smaller values and times)
@@ -41,9 +41,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let (original, source) = match (&args.scenario, args.seed) {
+    // What to shrink, what to call it, and the command that shrinks it (for
+    // the scenario's `about`); the bug is --mutation, else a file's own.
+    let (original, source, command, mutation) = match (&args.scenario, args.seed) {
         (Some(path), _) => match Scenario::load(path) {
-            Ok(s) => (s, format!("scenario {}", path.display())),
+            Ok(s) => {
+                let mutation = args.mutation.or(s.mutation);
+                let command = format!(
+                    "cargo xtask shrink --scenario {}{}",
+                    path.display(),
+                    mutation_arg(mutation)
+                );
+                (s, format!("scenario {}", path.display()), command, mutation)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return 1;
@@ -58,11 +68,12 @@ pub fn run(args: Args) -> i32 {
             (
                 scenario,
                 reproduce_command(seed, args.events, args.mutation),
+                seed_command("shrink", seed, args.events, args.mutation),
+                args.mutation,
             )
         }
         (None, None) => unreachable!("clap requires --seed or --scenario"),
     };
-    let mutation = args.mutation.or(original.mutation);
     let options = Options {
         mutation,
         ..Options::default()
@@ -102,19 +113,6 @@ pub fn run(args: Args) -> i32 {
             _ => format!("{}-shrunk", original.name),
         });
     scenario.expect = Expect::Violation(invariant);
-    let command = match (&args.scenario, args.seed) {
-        (Some(path), _) => format!(
-            "cargo xtask shrink --scenario {}{}",
-            path.display(),
-            mutation
-                .map(|m| format!(" --mutation {m}"))
-                .unwrap_or_default()
-        ),
-        (None, Some(seed)) => {
-            reproduce_command(seed, args.events, mutation).replace(" sim ", " shrink ")
-        }
-        _ => unreachable!(),
-    };
     scenario.about = format!(
         "{invariant} caught{with}, shrunk by `{command}` from {} to {} transitions.{}",
         shrunk.steps_before,

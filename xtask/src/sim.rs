@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pool_sim::{Keep, Mutation, Options, Outcome, Scenario};
+use pool_sim::{Mutation, Options, Outcome, Scenario};
 
 use crate::print;
 
@@ -36,11 +36,7 @@ pub const DEFAULT_EVENTS: u64 = 1_000;
 
 pub fn run(args: Args) -> i32 {
     let options = Options {
-        keep: match (args.verbose, args.perfetto.is_some()) {
-            (true, _) => Keep::Echo,
-            (false, true) => Keep::All,
-            (false, false) => Keep::Tail,
-        },
+        keep: print::keep(args.verbose, args.perfetto.is_some()),
         mutation: args.mutation,
         ..Options::default()
     };
@@ -63,8 +59,8 @@ pub fn run(args: Args) -> i32 {
         println!("\nreproduce: {reproduce}");
         println!("  add --verbose for every event, --record FILE to keep it as a scenario,");
         println!(
-            "  or shrink it: {}",
-            reproduce.replace(" sim ", " shrink ") + " --out FILE"
+            "  or shrink it: {} --out FILE",
+            seed_command("shrink", args.seed, args.events, args.mutation)
         );
     }
     if let Some(path) = &args.perfetto
@@ -102,12 +98,28 @@ pub fn run(args: Args) -> i32 {
 
 /// The command that reruns a seed exactly.
 pub fn reproduce_command(seed: u64, events: u64, mutation: Option<Mutation>) -> String {
-    let mut command = format!("cargo xtask sim --seed {seed}");
+    seed_command("sim", seed, events, mutation)
+}
+
+/// `cargo xtask <subcommand>` on a seed, with the arguments that make the
+/// run the same one (`sim` reruns it, `shrink` shrinks it).
+pub fn seed_command(
+    subcommand: &str,
+    seed: u64,
+    events: u64,
+    mutation: Option<Mutation>,
+) -> String {
+    let mut command = format!("cargo xtask {subcommand} --seed {seed}");
     if events != DEFAULT_EVENTS {
         command.push_str(&format!(" --events {events}"));
     }
-    if let Some(m) = mutation {
-        command.push_str(&format!(" --mutation {m}"));
-    }
-    command
+    command + &mutation_arg(mutation)
+}
+
+/// ` --mutation NAME`, or nothing: the tail of a command line that puts the
+/// same bug back.
+pub fn mutation_arg(mutation: Option<Mutation>) -> String {
+    mutation
+        .map(|m| format!(" --mutation {m}"))
+        .unwrap_or_default()
 }
