@@ -8,7 +8,8 @@ use crate::{cargo, project_root};
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
 /// tests, scenario replays, the bounded seed sweep, snapshots, proptest
 /// properties, netsim seeds), the hunt for every mutation, the loom models,
-/// and a fuzz smoke run of every cargo-fuzz target.
+/// the fuzz crate's formatting, and a fuzz smoke run of every cargo-fuzz
+/// target.
 #[derive(clap::Args)]
 pub struct Args {}
 

@@ -25,9 +25,11 @@ use clap::{Parser, Subcommand};
 /// Deterministic simulation of connection pools: run a seed, sweep seeds,
 /// replay scenarios, run CI.
 ///
-/// Exit codes: 0 pass; 1 bad input (a scenario file, a failed CI stage);
-/// 2 usage error; 3 a safety invariant broke; 4 a liveness invariant broke;
-/// 5 the pool or the simulator panicked.
+/// Exit codes: 0 pass; 1 a check failed (a mutation escaped the hunt, a fuzz
+/// finding, a loom model, a replay that did not end as expected, a CI stage)
+/// or bad input (a scenario file); 2 usage error; 3 a safety invariant
+/// broke; 4 a liveness invariant broke; 5 the pool or the simulator
+/// panicked.
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {

@@ -23,7 +23,8 @@ pub struct Args {
         required_unless_present = "scenario"
     )]
     seed: Option<u64>,
-    /// Or: a scenario file that fails (its `expect` names the invariant).
+    /// Or: a scenario file that breaks an invariant when replayed (the one
+    /// that fires is kept, whatever its `expect` says).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// Steps in the seed's safety phase.

@@ -10,8 +10,8 @@ use pool_sim::{Mutation, Outcome};
 use crate::sim::{DEFAULT_EVENTS, reproduce_command};
 use crate::{print, seeds};
 
-/// Run a range of seeds across cores: a progress bar, a summary, and every
-/// failure with the command that reproduces it.
+/// Run a range of seeds across cores: a progress bar, a summary, and the
+/// command that reproduces each failure (the first --show of them).
 #[derive(clap::Args)]
 pub struct Args {
     /// Seeds to run, as `A..B` (B excluded).
