@@ -1141,9 +1141,9 @@ impl<P: SimPool> World<P> {
         self.drain(px);
         self.run_deferred();
         self.check_state();
-        if self.next_timer().is_some_and(|due| due <= self.now) {
-            self.fire_timers();
-        }
+        // fire_timers looks for a due timer itself; asking next_timer first
+        // scanned every pool and watchdog twice.
+        self.fire_timers();
     }
 
     /// Fire every timer due now, pools and watchdogs alike.
