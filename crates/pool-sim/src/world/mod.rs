@@ -663,7 +663,8 @@ impl<P: SimPool> World<P> {
                 target,
             },
         );
-        for signal in std::mem::take(&mut self.queued_by_step) {
+        // Drained, not taken: the buffer is kept for the next step.
+        for signal in self.queued_by_step.drain(..) {
             self.trace.push(self.now, Event::Signal(signal));
         }
         match input {
