@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use pool_sim::shrink::{Keeps, shrink};
 use pool_sim::{Mutation, Options, Scenario};
 
-use crate::hunt::hunt;
+use crate::hunt::{MAX_SEEDS, hunt};
+use crate::seeds;
 use crate::sim::DEFAULT_EVENTS;
 use crate::{cargo, project_root};
 
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> i32 {
         let mut events = 0;
         for seed in 0..seeds {
             let (_, report) = pool_sim::run_seed(seed, DEFAULT_EVENTS, Options::default());
-            events += report.counters.steps + report.counters.timeouts;
+            events += seeds::events_in(&report.counters);
         }
         events
     });
@@ -116,7 +117,7 @@ pub fn run(args: Args) -> i32 {
 
     // Hunt and shrink, per mutation, on one core.
     for mutation in Mutation::ALL {
-        let h = hunt(mutation, 10_000, DEFAULT_EVENTS, 1);
+        let h = hunt(mutation, MAX_SEEDS, DEFAULT_EVENTS, 1);
         let found = match &h.found {
             Some((seed, _)) => format!("seed {seed}"),
             None => "ESCAPED".to_owned(),
@@ -164,6 +165,10 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (out, started.elapsed().as_secs_f64())
 }
 
+/// Clients of the same-workload comparison, one per pooled connection; one
+/// constant so the pure and the turmoil run cannot drift apart.
+const CLIENTS: u32 = 4;
+
 /// The same workload through the pure simulator and through turmoil: one
 /// pool of 4, 4 clients, each doing `rounds` get/hold 1 ms/release cycles.
 /// An event is one pool input (an acquire or a release). Returns
@@ -172,7 +177,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 fn same_workload(rounds: u64) -> (f64, f64, f64) {
     use pool_core::{Config, Time};
     use pool_sim::{Step, Transition, WorldConfig};
-    const CLIENTS: u32 = 4;
     let config = Config {
         max_size: CLIENTS as usize,
         ..Config::default()
@@ -239,7 +243,6 @@ fn same_workload(rounds: u64) -> (f64, f64, f64) {
 /// Seconds of wall time for the workload in turmoil: pool-tokio with
 /// tokio-postgres against the fake server.
 fn turmoil_workload(rounds: u64, config: pool_core::Config, query: bool) -> f64 {
-    const CLIENTS: u32 = 4;
     let (_, wall) = timed(|| {
         let mut sim = turmoil::Builder::new()
             .rng_seed(1)

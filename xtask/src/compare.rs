@@ -10,7 +10,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::fuzz::{ensure_cargo_fuzz, fuzz};
-use crate::hunt::hunt;
+use crate::hunt::{MAX_SEEDS, hunt};
 use crate::sim::DEFAULT_EVENTS;
 
 /// For every mutation: time and inputs to the first failure under the
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> i32 {
         "mutation", "hunt (seeds)", "proptest (cases)", "cargo-fuzz (execs)"
     );
     for mutation in mutations {
-        let h = hunt(mutation, 10_000, DEFAULT_EVENTS, 1);
+        let h = hunt(mutation, MAX_SEEDS, DEFAULT_EVENTS, 1);
         let hunted = Attempt {
             inputs: h.seeds_tried,
             seconds: h.seconds,

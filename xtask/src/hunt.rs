@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     mutation: Option<Mutation>,
     /// Give up on a mutation after this many seeds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = MAX_SEEDS)]
     max_seeds: u64,
     /// Steps in each seed's safety phase.
     #[arg(long, default_value_t = DEFAULT_EVENTS)]
@@ -28,6 +28,10 @@ pub struct Args {
     #[arg(long)]
     jobs: Option<usize>,
 }
+
+/// Seeds a hunt tries before it calls a mutation escaped (`hunt`'s default;
+/// `bench` and `compare` use it too, so their figures match a plain hunt).
+pub const MAX_SEEDS: u64 = 10_000;
 
 /// One mutation's hunt.
 pub struct Hunt {
@@ -87,10 +91,12 @@ pub fn run(args: Args) -> i32 {
             .iter()
             .map(|i| i.name())
             .collect();
+        // A found outcome is a failure: an invariant, or else a panic.
         let (found, seed) = match &h.found {
-            Some((seed, Outcome::Violated(v))) => (v.invariant.name().to_owned(), seed.to_string()),
-            Some((seed, Outcome::Panicked { .. })) => ("panic".to_owned(), seed.to_string()),
-            Some((seed, Outcome::Pass)) => ("?".to_owned(), seed.to_string()),
+            Some((seed, outcome)) => (
+                outcome.invariant().map_or("panic", |i| i.name()).to_owned(),
+                seed.to_string(),
+            ),
             None => ("-".to_owned(), "-".to_owned()),
         };
         let verdict = if h.caught_as_expected() {

@@ -46,11 +46,7 @@ pub fn run_cmd(args: Args) -> i32 {
         if single {
             let options = toml::Value::try_from(&report.options).expect("options serialize");
             println!("netsim: seed {seed}\noptions drawn from the seed:");
-            if let toml::Value::Table(t) = options {
-                for (k, v) in t {
-                    println!("  {k} = {v}");
-                }
-            }
+            println!("  {}", print::key_values(&options));
         }
         for (k, v) in &report.faults {
             *faults.entry(k.clone()).or_default() += v;

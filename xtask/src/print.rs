@@ -21,7 +21,8 @@ fn to_value<T: serde::Serialize>(v: &T) -> toml::Value {
     toml::Value::try_from(v).expect("options serialize")
 }
 
-fn key_values(value: &toml::Value) -> String {
+/// A table as `key=value key=value ...` on one line.
+pub fn key_values(value: &toml::Value) -> String {
     match value {
         toml::Value::Table(t) => t
             .iter()

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use pool_sim::world::Counters;
 use pool_sim::{Mutation, Options, Outcome};
 
 /// One seed's result.
@@ -62,11 +63,10 @@ pub fn run(
                     if report.outcome != Outcome::Pass {
                         lowest_failure.fetch_min(seed, Ordering::Relaxed);
                     }
-                    let c = &report.counters;
                     let result = SeedResult {
                         seed,
+                        events: events_in(&report.counters),
                         outcome: report.outcome,
-                        events: c.steps + c.timeouts,
                     };
                     if tx.send(result).is_err() {
                         break;
@@ -87,6 +87,12 @@ pub fn run(
     std::panic::set_hook(default_hook);
     batch.failures.sort_by_key(|f| f.seed);
     batch
+}
+
+/// A run's events, as throughput figures count them: transitions plus timer
+/// firings.
+pub fn events_in(counters: &Counters) -> u64 {
+    counters.steps + counters.timeouts
 }
 
 /// Every core, unless `jobs` says otherwise.
