@@ -22,7 +22,7 @@ pub enum CancelError {
     NotWaiting(RequestId),
 }
 
-/// `Release`, `Taint` or `Detach` was refused.
+/// `Recycle`, `Taint` or `Detach` was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReturnError {
     /// The connection is not borrowed: it is `state` in the pool (or unknown

@@ -312,7 +312,7 @@ impl Pool {
                 deadline,
             } => self.handle_acquire(now, request, setting, deadline)?,
             Input::Cancel { request } => self.handle_cancel(now, request)?,
-            Input::Release { conn } => self.handle_release(now, conn)?,
+            Input::Recycle { conn } => self.handle_recycle(now, conn)?,
             Input::Taint { conn } => self.handle_taint(now, conn)?,
             Input::Detach { conn } => self.handle_detach(now, conn)?,
             Input::Connected { conn } => self.handle_connected(now, conn),
@@ -371,7 +371,7 @@ impl Pool {
     /// A borrowed connection comes back healthy. It is retired if it broke,
     /// expired, or the pool is closing; disconnected if the pool is over
     /// capacity (rule 5); else it serves the next waiter or goes idle.
-    pub fn handle_release(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
+    pub fn handle_recycle(&mut self, now: Time, conn: ConnId) -> Result<(), ReturnError> {
         // Refused before `now` is taken in (rule 10).
         self.check_borrowed(conn)?;
         self.advance(now);

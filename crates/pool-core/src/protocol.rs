@@ -18,8 +18,9 @@ pub enum Input {
     },
     /// The caller gave up on a waiting request; nothing is emitted for it.
     Cancel { request: RequestId },
-    /// A borrowed connection comes back healthy.
-    Release { conn: ConnId },
+    /// A borrowed connection comes back healthy, to be used again (Vitess'
+    /// word; the client's verb, in scenario files, is `release`).
+    Recycle { conn: ConnId },
     /// A borrowed connection comes back broken: the pool disconnects it.
     Taint { conn: ConnId },
     /// A borrowed connection leaves the pool for good (pgx's `Hijack`): its
@@ -134,7 +135,7 @@ impl fmt::Display for Input {
                 Opt(*deadline)
             ),
             Input::Cancel { request } => write!(f, "cancel {request}"),
-            Input::Release { conn } => write!(f, "release {conn}"),
+            Input::Recycle { conn } => write!(f, "recycle {conn}"),
             Input::Taint { conn } => write!(f, "taint {conn}"),
             Input::Detach { conn } => write!(f, "detach {conn}"),
             Input::Connected { conn } => write!(f, "connected {conn}"),

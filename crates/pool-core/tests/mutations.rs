@@ -189,7 +189,7 @@ fn handoff_while_over_capacity() {
                 grant(1, 1, None, false),
             ]
         );
-        pool.handle_release(t(2), c(0)).expect("c0 is borrowed");
+        pool.handle_recycle(t(2), c(0)).expect("c0 is borrowed");
         (drain(&mut pool), gauges(&pool.stats()))
     });
     // Down to capacity: c0 is closed and the waiter keeps waiting.
@@ -220,7 +220,7 @@ fn reopen_ignores_close() {
         acquire(&mut pool, 0, 0, None);
         pool.handle_close(t(50), None).expect("open");
         assert_eq!(drain(&mut pool), [grant(0, 0, None, false)]);
-        pool.handle_release(t(200), c(0)).expect("c0 is borrowed");
+        pool.handle_recycle(t(200), c(0)).expect("c0 is borrowed");
         let s = pool.stats();
         (drain(&mut pool), s.lifecycle, gauges(&s), s.reopened)
     });
@@ -260,7 +260,7 @@ fn reopen_drops_setting() {
         assert_eq!(cmds, [open(0, None, None)]);
         pool.handle_connected(t(0), c(0));
         acquire(&mut pool, 0, 0, A);
-        pool.handle_release(t(10), c(0)).expect("c0 is borrowed");
+        pool.handle_recycle(t(10), c(0)).expect("c0 is borrowed");
         assert_eq!(drain(&mut pool), [grant(0, 0, A, true)]);
         assert_eq!(pool.poll_timeout(), Some(t(100)));
         pool.handle_timeout(t(100));

@@ -100,7 +100,7 @@ fn acquire(pool: &mut Pool, now: u64, request: u64, setting: Option<Setting>) {
 }
 
 fn release(pool: &mut Pool, now: u64, conn: ConnId) {
-    pool.handle_release(t(now), conn).expect("conn is borrowed");
+    pool.handle_recycle(t(now), conn).expect("conn is borrowed");
 }
 
 /// Acquire `request` and, if the pool opens a connection for it, connect
@@ -961,7 +961,7 @@ fn rule_08_detach_frees_slot_once() {
             state: None
         })
     );
-    assert!(pool.handle_release(t(3), c0).is_err());
+    assert!(pool.handle_recycle(t(3), c0).is_err());
     pool.handle_closed(t(4), c0);
     assert_eq!(drain(&mut pool), vec![]);
     let s = pool.stats();
@@ -1042,15 +1042,15 @@ fn rule_10_caller_mistake_is_error_without_state_change() {
     let not_borrowed = |conn, state| ReturnError::NotBorrowed { conn, state };
     let now = t(500);
     assert_eq!(
-        pool.handle_release(now, c(1)),
+        pool.handle_recycle(now, c(1)),
         Err(not_borrowed(c(1), Some(ConnState::Idle)))
     );
     assert_eq!(
-        pool.handle_release(now, c(2)),
+        pool.handle_recycle(now, c(2)),
         Err(not_borrowed(c(2), Some(ConnState::Opening)))
     );
     assert_eq!(
-        pool.handle_release(now, c(9)),
+        pool.handle_recycle(now, c(9)),
         Err(not_borrowed(c(9), None))
     );
     assert_eq!(
@@ -1145,7 +1145,7 @@ fn rule_10_refused_input_does_not_move_the_clock() {
         },
     );
     let _c0 = checkout(&mut pool, 0, 0, None);
-    assert!(pool.handle_release(t(60_000), c(9)).is_err());
+    assert!(pool.handle_recycle(t(60_000), c(9)).is_err());
     assert!(pool.handle_detach(t(60_000), c(9)).is_err());
     assert!(pool.handle_cancel(t(60_000), r(9)).is_err());
     // The refused inputs' `now` was not taken in: the deadline counts from 10.

@@ -145,7 +145,7 @@ pub enum CoreOp {
     Cancel {
         request: u8,
     },
-    Release {
+    Recycle {
         conn: u8,
     },
     Taint {
@@ -259,7 +259,7 @@ fn input_of(op: &CoreOp, now: Time) -> Input {
         CoreOp::Cancel { request: r } => Input::Cancel {
             request: request(r),
         },
-        CoreOp::Release { conn: c } => Input::Release { conn: conn(c) },
+        CoreOp::Recycle { conn: c } => Input::Recycle { conn: conn(c) },
         CoreOp::Taint { conn: c } => Input::Taint { conn: conn(c) },
         CoreOp::Detach { conn: c } => Input::Detach { conn: conn(c) },
         CoreOp::Connected { conn: c } => Input::Connected { conn: conn(c) },

@@ -125,7 +125,7 @@ impl Builder {
                     self.instant(client_track(client), "cancel");
                 }
             }
-            Input::Release { conn } => self.returned(pid, conn, "idle"),
+            Input::Recycle { conn } => self.returned(pid, conn, "idle"),
             Input::Taint { conn } => self.returned(pid, conn, "tainted"),
             Input::Detach { conn } => self.returned(pid, conn, "detached"),
             Input::Connected { conn } => {

@@ -149,7 +149,7 @@ impl SimPool for Faulty {
                 });
                 return Ok(());
             }
-            (Bug::Handoff, Input::Release { conn }) => {
+            (Bug::Handoff, Input::Recycle { conn }) => {
                 let stats = self.inner.stats();
                 if stats.held > stats.capacity
                     && let Some((request, setting)) = self.waiting.pop_front()

@@ -173,7 +173,7 @@ impl<C> Shared<C> {
                 conn, transport, ..
             }) => {
                 state.idle.insert(conn, transport);
-                state.input(now, Input::Release { conn }, &mut work);
+                state.input(now, Input::Recycle { conn }, &mut work);
             }
             Some(_) => {}
         }
@@ -182,7 +182,7 @@ impl<C> Shared<C> {
 
     /// A borrowed connection comes back healthy.
     pub fn release(&self, now: Time, conn: ConnId, transport: C) -> Vec<Work<C>> {
-        self.give_back(now, conn, transport, Input::Release { conn })
+        self.give_back(now, conn, transport, Input::Recycle { conn })
     }
 
     /// A borrowed connection comes back broken.
@@ -330,7 +330,7 @@ impl<C> State<C> {
                         // this lock, with a Cancel the core has seen.
                         None => {
                             self.idle.insert(conn, transport);
-                            let _ = self.core.handle_release(self.core_now(), conn);
+                            let _ = self.core.handle_recycle(self.core_now(), conn);
                         }
                     }
                 }

@@ -914,8 +914,8 @@ impl<P: SimPool> World<P> {
         let session_closed = truth.session == Session::Closed;
         let (view, input) = match how {
             // The pool was told it is dead: it must drop it, not pool it.
-            Return::Release if truth.closure_known => (None, Input::Release { conn }),
-            Return::Release => (Some(View::Pooled), Input::Release { conn }),
+            Return::Release if truth.closure_known => (None, Input::Recycle { conn }),
+            Return::Release => (Some(View::Pooled), Input::Recycle { conn }),
             Return::Taint if session_closed => (None, Input::Taint { conn }),
             Return::Taint => (Some(View::Condemned), Input::Taint { conn }),
             // Detaching a dead connection: the client notices at once.
