@@ -385,9 +385,11 @@ impl<P: SimPool> Driver<P> for Generator {
 }
 
 /// The liveness phase's autopilot: faults are healed, so every queued signal
-/// is delivered in order, every connect succeeds after a short latency, every
-/// client returns what it holds, and each orphaned process is replaced by a
-/// new one. Once the world is quiet it probes every pool with acquires (which
+/// is delivered in order, every new connect succeeds after a short latency,
+/// every client returns what it holds, and each orphaned process is replaced
+/// by a new one. It does not hold the pool's hand: a connect that hung before
+/// the heal stays hung (the pool's connect timeout must abort it), and
+/// nothing refills the floor but the pool. Once the world is quiet it probes every pool with acquires (which
 /// must all succeed), then lets virtual time run past every bound (idle
 /// timeout, close deadline) before the final checks.
 #[derive(Debug)]
@@ -398,6 +400,10 @@ pub struct Healer {
     horizon: Time,
     steps: u64,
     probes: Probes,
+    /// Quiet after the probes: the phase runs on to here (past the idle
+    /// timeout and every bound), still answering connects, so the pools'
+    /// timers fire each at its own time and the contract sees them.
+    quiet_until: Option<Time>,
     done: bool,
     /// The world went quiet and the phase ran past every bound.
     completed: bool,
@@ -434,6 +440,7 @@ impl Healer {
             horizon,
             steps: 0,
             probes: Probes::NotStarted,
+            quiet_until: None,
             done: false,
             completed: false,
         }
@@ -476,11 +483,16 @@ impl Healer {
                 best = Some(Step { at, transition });
             }
         };
+        // The healed server answers the connects made from now on. One that
+        // hung before the heal stays hung if the pool has a connect timeout:
+        // the pool must abort it itself (without one, nothing could).
+        let abortable = world.pool_config().connect_timeout_ms > 0;
         for (attempt, (pool, conn)) in world.attempts().enumerate() {
-            let opened = world
-                .conn(pool, conn)
-                .map_or(now, |c| c.opened_at)
-                .max(self.healed_at);
+            let opened = world.conn(pool, conn).map_or(now, |c| c.opened_at);
+            if abortable && opened < self.healed_at {
+                continue;
+            }
+            let opened = opened.max(self.healed_at);
             let attempt = attempt as u32;
             consider(opened.plus_ms(latency), Transition::ConnectOk { attempt });
         }
@@ -499,6 +511,17 @@ impl Healer {
             }
         }
         best
+    }
+
+    /// Whether a connect that hung before the heal is still pending, for the
+    /// pool to abort (it has a connect timeout).
+    fn hung_before_heal<P: SimPool>(&self, world: &World<P>) -> bool {
+        world.pool_config().connect_timeout_ms > 0
+            && world.attempts().any(|(pool, conn)| {
+                world
+                    .conn(pool, conn)
+                    .is_some_and(|c| c.opened_at < self.healed_at)
+            })
     }
 
     /// The probes: idle clients acquire from every pool in service (a login
@@ -600,8 +623,10 @@ impl<P: SimPool> Driver<P> for Healer {
         world.take_notices(&mut Vec::new());
         let now = world.now();
         self.steps += 1;
-        if now >= self.horizon || self.steps > HEAL_MAX_STEPS {
+        let end = self.quiet_until.unwrap_or(self.horizon);
+        if now >= end || self.steps > HEAL_MAX_STEPS {
             self.done = true;
+            self.completed = self.quiet_until.is_some_and(|until| now >= until);
             return None;
         }
         let step = |transition| {
@@ -621,19 +646,24 @@ impl<P: SimPool> Driver<P> for Healer {
                 None => self.probes = Probes::Sent,
             }
         }
-        if let Some(step) = self.work(world) {
-            return Some(step);
+        match self.work(world) {
+            Some(step) if step.at < end => return Some(step),
+            // Work left at the horizon: the world never went quiet.
+            Some(_) if self.quiet_until.is_none() => {
+                self.done = true;
+                return None;
+            }
+            // Past the end of the quiet stretch: not this phase's business.
+            _ => {}
         }
         let bound = world.config().liveness_bound_ms;
-        if world.waiting() > 0 {
-            // The pools owe them an answer: let their timers run. A pool that
-            // never answers is caught by waiter-stalled, or by starved at the
-            // end of the phase.
-            let at = world
-                .next_timer()
-                .filter(|&t| t > now)
-                .unwrap_or(now.plus_ms(bound))
-                .min(self.horizon);
+        let next_timer = world.next_timer().filter(|&t| t > now);
+        if self.quiet_until.is_none() && (world.waiting() > 0 || self.hung_before_heal(world)) {
+            // The pools owe the waiters an answer, and the connects that hung
+            // before the heal an abort: let their timers run. A pool that
+            // never answers is caught by waiter-stalled (or by starved at the
+            // end of the phase), one that never aborts by connect-stalled.
+            let at = next_timer.unwrap_or(now.plus_ms(bound)).min(end);
             return Some(Step {
                 at,
                 transition: Transition::Wait,
@@ -645,12 +675,12 @@ impl<P: SimPool> Driver<P> for Healer {
             self.probes = Probes::Sending(probes);
             return self.next(world);
         }
-        // Quiet after the probes: run past every bound, then the final checks.
-        self.done = true;
-        self.completed = true;
-        let end = now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1);
+        // Quiet after the probes: run on past every bound, timer by timer.
+        let until = *self
+            .quiet_until
+            .get_or_insert(now.plus_ms(world.pool_config().idle_timeout_ms + bound + 1));
         Some(Step {
-            at: end,
+            at: next_timer.unwrap_or(until).min(until),
             transition: Transition::Wait,
         })
     }

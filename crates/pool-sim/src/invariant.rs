@@ -36,15 +36,56 @@ pub enum Invariant {
     /// Two pools in service for one registry key.
     DuplicatePool,
     /// The registry's GC removed a pool whose first connect had not
-    /// committed, or one a login still waits on (the login fails because its
-    /// pool vanished).
+    /// committed, or one that holds connections or that a login still waits
+    /// on (the login fails because its pool vanished).
     GcRemovedInitializing,
-    /// Close not complete by its deadline, or not complete once nothing is
-    /// held (plus the liveness bound).
+    /// Requests wait and capacity is free, yet fewer connects are in flight
+    /// than waiters: a lost wakeup, caught when it happens.
+    UncoveredWaiter,
+    /// A connection granted to a younger waiter while an older one (which
+    /// any connection can serve) still waits.
+    QueueJumped,
+    /// A connect failed while requests waited, and the oldest of them was
+    /// not told at once.
+    ConnectErrorLost,
+    /// An `Open` that no waiter, floor or reopen needed (a connect storm).
+    UnjustifiedOpen,
+    /// A `Reject` whose reason does not hold: `Timeout` before the deadline,
+    /// `Closed` while open, `ConnectFailed` with no failed connect.
+    UnjustifiedReject,
+    /// A `Disconnect` or `Abort` whose reason does not hold: an idle or
+    /// lifetime timeout that is disabled or not yet due (or reaps the idle
+    /// floor), over capacity while within it, closing while open, tainted
+    /// when it was not, a connect timeout not yet due.
+    UnjustifiedDisconnect,
+    /// A connection granted past its max lifetime, returned to the idle set
+    /// past it, or left idle past it (plus the slack).
+    ExpiredConn,
+    /// After `Close` began: a request left waiting (or an acquire not
+    /// rejected), a connect left in flight, or a connection left idle.
+    CloseIncomplete,
+    /// `CloseComplete` before its deadline while a connection is still
+    /// borrowed.
+    CloseEarly,
+    /// The pool's own consistency check (`SimPool::check_consistency`)
+    /// failed.
+    SelfCheck,
+    /// Close not complete by its deadline (plus the slack), or not complete
+    /// at the end of a step in which nothing is held any more.
     CloseStalled,
-    /// An acquire unresolved past its deadline (plus the bound).
+    /// An acquire unresolved past its deadline (plus the slack).
     WaiterStalled,
-    /// Faults healed and capacity free, yet a probe acquire failed.
+    /// A connect still pending past the connect timeout (plus the slack):
+    /// a hung connect holds its slot.
+    ConnectStalled,
+    /// More idle connections above the floor than there are connections
+    /// idle for less than the idle timeout (plus the slack).
+    IdleNotReaped,
+    /// Faults healed and the server accepting, yet the `min_idle` floor is
+    /// not refilled within the backoff plus the liveness bound.
+    FloorNotRestored,
+    /// Faults healed and capacity free, yet a probe acquire failed or
+    /// requests still wait when the liveness phase ends.
     Starved,
     /// Held stays above capacity after every borrower of the shrink returned.
     CapacityStalled,
@@ -62,7 +103,7 @@ pub enum Kind {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 29] = [
         Invariant::OverCapacity,
         Invariant::GhostIdle,
         Invariant::DoubleGrant,
@@ -74,8 +115,21 @@ impl Invariant {
         Invariant::IdleWhileWaiting,
         Invariant::DuplicatePool,
         Invariant::GcRemovedInitializing,
+        Invariant::UncoveredWaiter,
+        Invariant::QueueJumped,
+        Invariant::ConnectErrorLost,
+        Invariant::UnjustifiedOpen,
+        Invariant::UnjustifiedReject,
+        Invariant::UnjustifiedDisconnect,
+        Invariant::ExpiredConn,
+        Invariant::CloseIncomplete,
+        Invariant::CloseEarly,
+        Invariant::SelfCheck,
         Invariant::CloseStalled,
         Invariant::WaiterStalled,
+        Invariant::ConnectStalled,
+        Invariant::IdleNotReaped,
+        Invariant::FloorNotRestored,
         Invariant::Starved,
         Invariant::CapacityStalled,
         Invariant::Footprint,
@@ -94,8 +148,21 @@ impl Invariant {
             Invariant::IdleWhileWaiting => "idle-while-waiting",
             Invariant::DuplicatePool => "duplicate-pool",
             Invariant::GcRemovedInitializing => "gc-removed-initializing",
+            Invariant::UncoveredWaiter => "uncovered-waiter",
+            Invariant::QueueJumped => "queue-jumped",
+            Invariant::ConnectErrorLost => "connect-error-lost",
+            Invariant::UnjustifiedOpen => "unjustified-open",
+            Invariant::UnjustifiedReject => "unjustified-reject",
+            Invariant::UnjustifiedDisconnect => "unjustified-disconnect",
+            Invariant::ExpiredConn => "expired-conn",
+            Invariant::CloseIncomplete => "close-incomplete",
+            Invariant::CloseEarly => "close-early",
+            Invariant::SelfCheck => "self-check",
             Invariant::CloseStalled => "close-stalled",
             Invariant::WaiterStalled => "waiter-stalled",
+            Invariant::ConnectStalled => "connect-stalled",
+            Invariant::IdleNotReaped => "idle-not-reaped",
+            Invariant::FloorNotRestored => "floor-not-restored",
             Invariant::Starved => "starved",
             Invariant::CapacityStalled => "capacity-stalled",
             Invariant::Footprint => "footprint",
@@ -106,6 +173,9 @@ impl Invariant {
         match self {
             Invariant::CloseStalled
             | Invariant::WaiterStalled
+            | Invariant::ConnectStalled
+            | Invariant::IdleNotReaped
+            | Invariant::FloorNotRestored
             | Invariant::Starved
             | Invariant::CapacityStalled
             | Invariant::Footprint => Kind::Liveness,

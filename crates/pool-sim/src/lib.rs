@@ -9,6 +9,7 @@
 //! No wall clock, no threads, no hash-ordered iteration: the same steps give
 //! the same trace, byte for byte.
 
+mod contract;
 pub mod driver;
 pub mod fuzz;
 pub mod invariant;

@@ -38,6 +38,19 @@ pub trait SimPool {
     }
     /// Every connection the pool tracks, with its state, in any order.
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>);
+    /// Whether `stats` keeps the counters (opened, granted, rejected,
+    /// timed_out, ...). If so, the contract holds them to the world's own
+    /// counts after every step (`accounting`); a pool that keeps none
+    /// returns `false`, and only its gauges are compared.
+    fn reports_counters(&self) -> bool {
+        true
+    }
+    /// The pool's own consistency check, called after every input and
+    /// timer firing; an `Err` is reported as the `self-check` invariant.
+    /// The default has nothing to check.
+    fn check_consistency(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a pool holds now, by its own count.
@@ -84,5 +97,9 @@ impl SimPool for Pool {
 
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>) {
         out.extend(Pool::conns(self));
+    }
+
+    fn check_consistency(&self) -> Result<(), String> {
+        Pool::check_consistency(self)
     }
 }

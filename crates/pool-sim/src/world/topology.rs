@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use pool_core::{Input, Key, Login, Mutation, PoolId, Registry, RequestId, Watchdog};
 
 use super::{Census, ClientState, Notice, Owner, PoolSlot, Process, Service, World};
-use crate::invariant::Invariant;
 use crate::pool::SimPool;
 use crate::trace::{Target, WorldEvent};
 
@@ -134,7 +133,6 @@ impl<P: SimPool> World<P> {
         let px = match login {
             Login::Created(id) => {
                 // One pool per key: no other pool in service for this key.
-                self.counters.count(Invariant::DuplicatePool);
                 let twin = self.pools.iter().position(|p| {
                     p.service == Service::Serving
                         && matches!(p.owner, Owner::Registry { key: k, .. } if k == key)
@@ -142,11 +140,7 @@ impl<P: SimPool> World<P> {
                 let px = self.add_pool(Owner::Registry { key, id });
                 let truth = self.registry.as_mut().expect("checked above");
                 truth.pools.insert(id, px);
-                if let Some(twin) = twin {
-                    let detail = format!(
-                        "login of client {client} made P{px} for {key}, which P{twin} already serves"
-                    );
-                    self.violate(Invariant::DuplicatePool, detail);
+                if !self.check_one_pool_per_key(px, key, client, twin) {
                     return (Target::Pool(px), None);
                 }
                 px
@@ -154,10 +148,7 @@ impl<P: SimPool> World<P> {
             Login::Ready(id) | Login::Initializing(id) => match truth.pools.get(&id).copied() {
                 Some(px) if self.pools[px as usize].service == Service::Serving => px,
                 _ => {
-                    let detail = format!(
-                        "the registry handed {id} for {key} to client {client}, but that pool is gone"
-                    );
-                    self.violate(Invariant::GcRemovedInitializing, detail);
+                    self.handed_a_gone_pool(id, key, client);
                     return (Target::Skipped("pool is gone"), None);
                 }
             },
@@ -213,41 +204,19 @@ impl<P: SimPool> World<P> {
                 .map(|&px| pools[px as usize].pool.stats())
                 .unwrap_or_default()
         });
-        self.counters.count(Invariant::GcRemovedInitializing);
         for id in removed {
             self.world_event(WorldEvent::Collected { pool: id });
             let truth = self.registry.as_ref().expect("checked above");
             let Some(&px) = truth.pools.get(&id) else {
                 continue;
             };
-            let slot = &self.pools[px as usize];
-            let in_use = slot.waiting.keys().next().copied();
-            if let Some(&request) = truth.first_connect.get(&px) {
-                let detail = format!(
-                    "GC removed {id} (P{px}) while its first connect, for {request}, is in flight"
-                );
-                return (
-                    Target::World,
-                    self.fail(Invariant::GcRemovedInitializing, detail),
-                );
-            }
-            if let Some(request) = in_use {
-                let detail = format!(
-                    "GC removed {id} (P{px}) while {request} waits on it: that login fails because its pool vanished"
-                );
-                return (
-                    Target::World,
-                    self.fail(Invariant::GcRemovedInitializing, detail),
-                );
+            let first_connect = truth.first_connect.get(&px).copied();
+            if !self.check_collectable(px, id, first_connect) {
+                return (Target::World, None);
             }
             self.deferred.push(Deferred::Drop(px));
         }
         (Target::World, None)
-    }
-
-    fn fail(&mut self, invariant: Invariant, detail: String) -> Option<(u32, Input)> {
-        self.violate(invariant, detail);
-        None
     }
 
     pub(super) fn orphan(&mut self, process: u32) -> (Target, Option<(u32, Input)>) {
@@ -360,7 +329,6 @@ impl<P: SimPool> World<P> {
         let sessions = slot.conns.len() as u32;
         slot.conns.clear();
         slot.waiting.clear();
-        slot.deadlines.clear();
         slot.shrink = None;
         slot.retired.clear();
         // Not checked any more, but counted over every pool (the role limit).
