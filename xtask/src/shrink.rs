@@ -119,10 +119,7 @@ pub fn run(args: Args) -> i32 {
         shrunk.steps_before,
         scenario.steps.len(),
         mutation
-            .map(|m| format!(
-                " Without {m} the same steps pass. Bug from seed report {}.",
-                m.seed_report()
-            ))
+            .map(|m| format!(" Without {m} the same steps pass. Bug from {}.", m.origin()))
             .unwrap_or_default()
     );
     // What each step resolves to, as comments.

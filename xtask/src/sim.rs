@@ -42,7 +42,7 @@ pub fn run(args: Args) -> i32 {
     };
     print!("pool-sim: seed {}, {} events", args.seed, args.events);
     match args.mutation {
-        Some(m) => println!(", mutation {m} (seed {})", m.seed_report()),
+        Some(m) => println!(", mutation {m} ({})", m.origin()),
         None => println!(),
     }
     let mut rng = pool_sim::swarm::Rng::new(args.seed);

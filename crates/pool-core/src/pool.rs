@@ -340,18 +340,34 @@ impl Pool {
             return Err(AcquireError::DuplicateRequest(request));
         }
         self.advance(now);
-        if self.lifecycle != Lifecycle::Open {
+        // (A flipped comparison: every acquire is rejected while open.)
+        let closed = self.lifecycle != Lifecycle::Open;
+        if closed != self.mutation.is(Mutation::AcquireRejectsWhileOpen) {
             self.reject(request, RejectReason::Closed);
             return Ok(());
         }
-        let deadline = deadline
-            .or_else(|| enabled(self.config.acquire_timeout_ms).map(|ms| self.now.plus_ms(ms)));
+        let default_timeout = match self.config.acquire_timeout_ms {
+            // pgx before a7cbe744: a zero timeout expired at once.
+            0 if self.mutation.is(Mutation::ZeroAcquireTimeoutExpires) => Some(0),
+            ms => enabled(ms),
+        };
+        let mut deadline = deadline.or_else(|| default_timeout.map(|ms| self.now.plus_ms(ms)));
+        if self.mutation.is(Mutation::WaiterDeadlineLate) {
+            // vitess before #20308: the waiter's timer ran past its context.
+            deadline = deadline.map(|d| d.plus_ms(10));
+        }
         self.timers.arm(deadline, Timer::Waiter(request));
         self.waiters.push_back(Waiter {
             request,
             setting,
             deadline,
         });
+        if self.mutation.is(Mutation::AcquireSkipsIdle) && !self.idle.is_empty() {
+            // vitess #17662: the getter looked at the idle stack before it
+            // joined the wait list; a conn returned in between is never
+            // offered to it.
+            return Ok(());
+        }
         self.serve();
         Ok(())
     }
@@ -378,18 +394,41 @@ impl Pool {
         let c = &self.conns[&conn];
         let (broken, expired, setting) = (
             c.broken,
-            c.expired || c.lifetime_deadline.is_some_and(|at| at <= self.now),
+            (c.expired || c.lifetime_deadline.is_some_and(|at| at <= self.now))
+                // pgx before #2562: a return never looked at the lifetime.
+                && !self.mutation.is(Mutation::RecycleIgnoresExpiry),
             c.setting,
         );
-        if broken {
+        let over_capacity = if self.mutation.is(Mutation::RecycleDisconnectsWhenFull) {
+            // (A flipped comparison: `>=` for `>`.)
+            self.held() >= self.capacity
+        } else {
+            self.held() > self.capacity || self.mutation.take_resize_debt()
+        };
+        if broken && self.mutation.is(Mutation::BrokenReturnKeepsSlot) {
+            // hatchet before #4486: the dead conn's wrapper was dropped
+            // without releasing it; its slot stays borrowed.
+            return Ok(());
+        } else if broken {
             // The transport already closed it: nothing to disconnect.
             self.forget(conn);
         } else if expired {
             self.disconnect(conn, DisconnectReason::Lifetime);
+            // vitess #11256: the setting did not follow the reopen.
+            let setting = match self.mutation.is(Mutation::RecycleReopenDropsSetting) {
+                true => None,
+                false => setting,
+            };
             self.reopen(conn, setting);
-        } else if self.lifecycle != Lifecycle::Open {
+        } else if self.lifecycle != Lifecycle::Open
+            && !self.mutation.is(Mutation::CloseRecyclesToIdle)
+        {
             self.disconnect(conn, DisconnectReason::Closing);
-        } else if self.held() > self.capacity
+        } else if self.lifecycle != Lifecycle::Open {
+            // sqlx before #3217's fix: a conn returned during close landed
+            // in the idle set after the drain.
+            self.make_idle(conn);
+        } else if over_capacity
             && self.mutation.is(Mutation::HandoffWhileOverCapacity)
             && !self.waiters.is_empty()
         {
@@ -399,10 +438,15 @@ impl Pool {
             let conn = self.idle.pop_back().expect("just made idle");
             let waiter = self.waiters.pop_front().expect("checked non-empty");
             self.grant(waiter, conn);
-        } else if self.held() > self.capacity {
+        } else if over_capacity {
             self.disconnect(conn, DisconnectReason::OverCapacity);
         } else {
             self.make_idle(conn);
+            if self.mutation.is(Mutation::ReleaseWakesNobody) {
+                // bb8 #122: the conn went back to the idle set while the
+                // waiters slept on.
+                return Ok(());
+            }
         }
         self.after_slot_change();
         Ok(())
@@ -415,10 +459,18 @@ impl Pool {
         self.check_borrowed(conn)?;
         self.advance(now);
         self.stats.tainted += 1;
+        if self.mutation.is(Mutation::TaintKeepsSlot) {
+            // bun before #32099: closing a reserved conn bypassed release.
+            return Ok(());
+        }
         if self.conns[&conn].broken {
             self.forget(conn);
         } else {
             self.disconnect(conn, DisconnectReason::Tainted);
+        }
+        if self.lifecycle == Lifecycle::Open && self.mutation.is(Mutation::TaintWakesNobody) {
+            // bb8 #167: the broken conn's slot was freed, nobody woken.
+            return Ok(());
         }
         self.after_slot_change();
         Ok(())
@@ -452,8 +504,14 @@ impl Pool {
             Some(c) if c.state == ConnState::Opening => {
                 self.timers.disarm(c.connect_deadline, Timer::Connect(conn));
                 c.connect_deadline = None;
-                c.lifetime_deadline =
-                    enabled(self.config.max_lifetime_ms).map(|ms| self.now.plus_ms(ms));
+                let lifetime = match self.config.max_lifetime_ms {
+                    // pgx before a7cbe744: a zero lifetime expired at once.
+                    0 if self.mutation.is(Mutation::ZeroLifetimeExpires) => Some(0),
+                    // pgx #2562: retired long before the lifetime.
+                    ms if self.mutation.is(Mutation::EarlyRetirement) => enabled(ms / 2),
+                    ms => enabled(ms),
+                };
+                c.lifetime_deadline = lifetime.map(|ms| self.now.plus_ms(ms));
                 self.timers.arm(c.lifetime_deadline, Timer::Lifetime(conn));
                 self.stats.connected += 1;
                 self.end_backoff();
@@ -499,6 +557,13 @@ impl Pool {
         self.advance(now);
         match self.conns.get_mut(&conn) {
             Some(c) => match c.state {
+                ConnState::Opening if self.mutation.is(Mutation::HandshakeCloseSwallowed) => {
+                    // sqlx #4396: a close during the handshake was taken for
+                    // a dropped idle conn; nobody heard of the failure.
+                    self.stats.connect_failures += 1;
+                    self.forget(conn);
+                    self.after_slot_change();
+                }
                 ConnState::Opening => {
                     self.forget(conn);
                     self.connect_failed();
@@ -524,7 +589,17 @@ impl Pool {
     pub fn handle_set_capacity(&mut self, now: Time, capacity: usize) {
         self.advance(now);
         if self.lifecycle != Lifecycle::Open {
-            return;
+            if !self.mutation.is(Mutation::SetCapacityRevivesClosed) {
+                return;
+            }
+            // vitess #20158: SetCapacity racing Close reopened the pool.
+            self.timers.disarm(self.close_deadline.take(), Timer::Close);
+            self.lifecycle = Lifecycle::Open;
+        }
+        if capacity < self.capacity {
+            // deadpool #380: a shrink's count of connections to retire,
+            // never cancelled by a later grow.
+            self.mutation.add_resize_debt(self.capacity - capacity);
         }
         self.capacity = capacity;
         self.serve();
@@ -540,9 +615,21 @@ impl Pool {
         }
         self.advance(now);
         self.lifecycle = Lifecycle::Closing;
+        let deadline = if self.mutation.is(Mutation::CloseDeadlineUnarmed) {
+            // bun #32095: a forced close waited for the handshake forever.
+            None
+        } else if self.mutation.is(Mutation::ZeroCloseTimeoutAsNone) {
+            // bun #32038: a zero timeout read as none.
+            deadline.filter(|&d| d > self.now)
+        } else {
+            deadline
+        };
         self.close_deadline = deadline;
         self.timers.arm(deadline, Timer::Close);
-        while let Some(w) = self.waiters.pop_front() {
+        // vitess #20122: waiters were left to the waiter-to-waiter handoff.
+        while !self.mutation.is(Mutation::CloseKeepsWaiters)
+            && let Some(w) = self.waiters.pop_front()
+        {
             self.timers.disarm(w.deadline, Timer::Waiter(w.request));
             self.reject(w.request, RejectReason::Closed);
         }
@@ -552,8 +639,11 @@ impl Pool {
             .filter(|(_, c)| c.state == ConnState::Opening)
             .map(|(&id, _)| id)
             .collect();
-        for conn in opening {
-            self.abort(conn, AbortReason::Closing);
+        // vitess #21189: Close did not cancel connects being dialled.
+        if !self.mutation.is(Mutation::CloseSparesConnects) {
+            for conn in opening {
+                self.abort(conn, AbortReason::Closing);
+            }
         }
         while let Some(conn) = self.idle.front().copied() {
             self.disconnect(conn, DisconnectReason::Closing);
@@ -616,20 +706,27 @@ impl Pool {
         // first would let younger waiters whose setting matches overtake an
         // older one forever (it sleeps while it could be served, rule 3).
         while !self.idle.is_empty() && !self.waiters.is_empty() {
-            let want = self.waiters[0].setting;
+            let next = self.next_waiter();
+            let want = self.waiters[next].setting;
             let pos = self
                 .idle
                 .iter()
                 .rposition(|id| self.conns[id].setting == want)
                 .unwrap_or(self.idle.len() - 1);
             let conn = self.idle.remove(pos).expect("position is in range");
-            let waiter = self.waiters.pop_front().expect("not empty");
+            let waiter = self.waiters.remove(next).expect("index is in range");
             self.grant(waiter, conn);
         }
         // Then connects: one per waiter not yet covered by a connect in
         // flight, and enough to keep the idle floor.
         let floor = match self.backoff_until {
             Some(_) => 0,
+            // HikariCP #1111: the floor was refilled only on demand.
+            None if self.mutation.is(Mutation::FloorRefillWaitsForAcquire)
+                && self.waiters.is_empty() =>
+            {
+                0
+            }
             None => self
                 .config
                 .min_idle
@@ -637,13 +734,52 @@ impl Pool {
                 .saturating_sub(self.counts.idle),
         };
         let wanted = self.waiters.len().max(floor);
-        while self.counts.opening < wanted && self.held() < self.capacity {
-            let setting = self
-                .waiters
-                .get(self.counts.opening)
-                .and_then(|w| w.setting);
+        let mut opened = 0;
+        loop {
+            // bb8 before f02f40f: every wakeup opened anew, blind to the
+            // connects already in flight.
+            let in_flight = match self.mutation.is(Mutation::OpenPerWakeup) {
+                true => opened,
+                false => self.counts.opening,
+            };
+            if in_flight >= wanted || !self.has_room() {
+                break;
+            }
+            let setting = self.waiters.get(in_flight).and_then(|w| w.setting);
             self.open(setting, None);
+            opened += 1;
         }
+    }
+
+    /// The waiter served next: the oldest (rule 2).
+    fn next_waiter(&self) -> usize {
+        if self.mutation.is(Mutation::NewestWaiterFirst) {
+            // sqlx before `fair = true` (#622): no order among waiters.
+            return self.waiters.len() - 1;
+        }
+        if self.mutation.is(Mutation::ServePrefersSettingMatch)
+            && let Some(&newest) = self.idle.back()
+        {
+            // pgcat #444: a waiter whose setting matched jumped the queue.
+            let setting = self.conns[&newest].setting;
+            if let Some(i) = self.waiters.iter().position(|w| w.setting == setting) {
+                return i;
+            }
+        }
+        0
+    }
+
+    /// Whether one more connection fits the capacity.
+    fn has_room(&self) -> bool {
+        if self.mutation.is(Mutation::ZeroCapacityUnlimited) && self.capacity == 0 {
+            // pg_doorman #139: a quota of 0 read as unlimited.
+            return true;
+        }
+        if self.mutation.is(Mutation::FloorFillIgnoresCapacity) {
+            // pgx #1660: the fill counted idle and connecting, not borrowed.
+            return self.counts.opening + self.counts.idle < self.capacity;
+        }
+        self.held() < self.capacity
     }
 
     /// Over capacity: close idle connections (oldest first), then abort
@@ -655,10 +791,22 @@ impl Pool {
                 self.disconnect(conn, DisconnectReason::OverCapacity);
             } else if let Some(conn) = self.newest_opening() {
                 self.abort(conn, AbortReason::OverCapacity);
+            } else if self.mutation.is(Mutation::ShrinkReapsBorrowed)
+                && let Some(conn) = self.any_borrowed()
+            {
+                // bun #30646: the reaper closed a conn in use.
+                self.disconnect(conn, DisconnectReason::OverCapacity);
             } else {
                 break;
             }
         }
+    }
+
+    fn any_borrowed(&self) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.state == ConnState::Borrowed)
+            .map(|(&id, _)| id)
     }
 
     fn newest_opening(&self) -> Option<ConnId> {
@@ -680,7 +828,10 @@ impl Pool {
 
     fn connect_failed(&mut self) {
         self.stats.connect_failures += 1;
-        if let Some(w) = self.waiters.pop_front() {
+        // bb8 #141: the error was logged, the waiter left to its timeout.
+        if !self.mutation.is(Mutation::ConnectErrorSwallowed)
+            && let Some(w) = self.waiters.pop_front()
+        {
             self.timers.disarm(w.deadline, Timer::Waiter(w.request));
             self.reject(w.request, RejectReason::ConnectFailed);
         }
@@ -691,6 +842,11 @@ impl Pool {
             let until = self.now.plus_ms(ms);
             self.backoff_until = Some(until);
             self.timers.arm(Some(until), Timer::Backoff);
+        }
+        if self.lifecycle == Lifecycle::Open && self.mutation.is(Mutation::FailedConnectWakesNobody)
+        {
+            // puddle 1.1.3: the failed create freed its slot silently.
+            return;
         }
         self.after_slot_change();
     }
@@ -709,7 +865,9 @@ impl Pool {
         // cancel, so a reopen went ahead after Close began.
         let open =
             self.lifecycle == Lifecycle::Open || self.mutation.is(Mutation::ReopenIgnoresClose);
-        if open && self.held() < self.capacity && self.counts.idle + self.counts.opening < floor {
+        // puddle 2.2.1: a replacement did not check the capacity.
+        let room = self.held() < self.capacity || self.mutation.is(Mutation::ReopenIgnoresCapacity);
+        if open && room && self.counts.idle + self.counts.opening < floor {
             // Vitess before #20122: connReopen read Setting() after replacing
             // the conn, so the reopened conn came back clean.
             let setting = if self.mutation.is(Mutation::ReopenDropsSetting) {
@@ -725,8 +883,14 @@ impl Pool {
     fn open(&mut self, setting: Option<Setting>, replaces: Option<ConnId>) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        let connect_deadline =
-            enabled(self.config.connect_timeout_ms).map(|ms| self.now.plus_ms(ms));
+        let timeout = match self.config.connect_timeout_ms {
+            // vitess #20080: a hung dial held its slot; no timer ended it.
+            _ if self.mutation.is(Mutation::ConnectTimeoutUnarmed) => None,
+            // pgx before a7cbe744: a zero timeout expired at once.
+            0 if self.mutation.is(Mutation::ZeroConnectTimeoutExpires) => Some(0),
+            ms => enabled(ms),
+        };
+        let connect_deadline = timeout.map(|ms| self.now.plus_ms(ms));
         self.timers.arm(connect_deadline, Timer::Connect(conn));
         self.conns
             .insert(conn, Conn::opening(setting, connect_deadline));
@@ -747,7 +911,12 @@ impl Pool {
         self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
         c.idle_deadline = None;
         c.state = ConnState::Borrowed;
-        let apply_setting = c.setting != waiter.setting;
+        let mut apply_setting = c.setting != waiter.setting;
+        if self.mutation.is(Mutation::GrantSkipsReset) && waiter.setting.is_none() {
+            // pgbouncer #418: no reset for a client that wants a clean
+            // session; the last client's state leaks to it.
+            apply_setting = false;
+        }
         c.setting = waiter.setting;
         self.counts.idle -= 1;
         self.counts.borrowed += 1;
@@ -771,13 +940,21 @@ impl Pool {
     /// A just connected or returned connection becomes idle.
     fn make_idle(&mut self, conn: ConnId) {
         let c = self.conns.get_mut(&conn).expect("conn is held");
+        let returned = c.state == ConnState::Borrowed;
         match c.state {
             ConnState::Opening => self.counts.opening -= 1,
             ConnState::Borrowed => self.counts.borrowed -= 1,
             ConnState::Idle => return,
         }
         c.state = ConnState::Idle;
-        c.idle_deadline = enabled(self.config.idle_timeout_ms).map(|ms| self.now.plus_ms(ms));
+        let timeout = match self.config.idle_timeout_ms {
+            // HikariCP #1256: a returned conn was never timed out.
+            _ if returned && self.mutation.is(Mutation::RecycleSkipsIdleTimer) => None,
+            // pg_doorman's idle_timeout=0: a zero timeout expired at once.
+            0 if self.mutation.is(Mutation::ZeroIdleTimeoutExpires) => Some(0),
+            ms => enabled(ms),
+        };
+        c.idle_deadline = timeout.map(|ms| self.now.plus_ms(ms));
         self.timers.arm(c.idle_deadline, Timer::Idle(conn));
         self.counts.idle += 1;
         self.idle.push_back(conn);
@@ -822,7 +999,12 @@ impl Pool {
     }
 
     fn maybe_complete_close(&mut self) {
-        if self.lifecycle == Lifecycle::Closing && self.held() == 0 {
+        let held = match self.mutation.is(Mutation::CloseCompletesEarly) {
+            // sqlx before the #3217 fix: close returned with conns still out.
+            true => self.counts.opening + self.counts.idle,
+            false => self.held(),
+        };
+        if self.lifecycle == Lifecycle::Closing && held == 0 {
             self.complete_close();
         }
     }
@@ -844,7 +1026,10 @@ impl Pool {
             }
             Timer::Backoff => {
                 self.backoff_until = None;
-                self.serve();
+                // psycopg_pool #1315: the end of the backoff refilled nothing.
+                if !self.mutation.is(Mutation::BackoffNeverRefills) {
+                    self.serve();
+                }
             }
             Timer::Waiter(request) => {
                 if self.remove_waiter(request).is_some() {
@@ -855,12 +1040,20 @@ impl Pool {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.connect_deadline = None;
                     self.abort(conn, AbortReason::ConnectTimeout);
+                    if self.mutation.is(Mutation::ConnectTimeoutWakesNobody) {
+                        // deadpool's pool_drained: the timed-out create was
+                        // counted, and nobody was told or woken.
+                        self.stats.connect_failures += 1;
+                        return;
+                    }
                     self.connect_failed();
                 }
             }
             Timer::Idle(conn) => {
                 let floor = self.config.min_idle.min(self.capacity);
-                let above_floor = self.counts.idle > floor;
+                // psycopg_pool #370: the reaper ignored the floor.
+                let above_floor =
+                    self.counts.idle > floor || self.mutation.is(Mutation::IdleReapsFloor);
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
@@ -878,8 +1071,26 @@ impl Pool {
                 };
                 c.lifetime_deadline = None;
                 match c.state {
+                    ConnState::Borrowed if self.mutation.is(Mutation::LifetimeReapsBorrowed) => {
+                        // bun #30646: the max-lifetime reaper closed a conn
+                        // in use.
+                        self.disconnect(conn, DisconnectReason::Lifetime);
+                        self.serve();
+                    }
+                    // bb8 before 8210b0e: a busy conn's lifetime was never
+                    // enforced.
+                    ConnState::Borrowed if self.mutation.is(Mutation::LifetimeSparesBorrowed) => {}
                     // A borrowed connection is never disconnected by a timer.
                     ConnState::Borrowed => c.expired = true,
+                    ConnState::Idle if self.mutation.is(Mutation::ReopenLeavesIdle) => {
+                        // vitess #18967: the idle worker retired the conn
+                        // while it stayed on the idle stack for a get to pop.
+                        self.stats.disconnected += 1;
+                        self.emit(Command::Disconnect {
+                            conn,
+                            reason: DisconnectReason::Lifetime,
+                        });
+                    }
                     ConnState::Idle => {
                         let setting = c.setting;
                         self.disconnect(conn, DisconnectReason::Lifetime);

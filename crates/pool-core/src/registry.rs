@@ -174,6 +174,10 @@ impl Registry {
                 // pg_doorman before #255: `pool_state().size == 0` alone; an
                 // initializing pool's first connect is not in its size.
                 s.idle + s.borrowed == 0
+            } else if mutation.is(Mutation::GcRemovesBusy) {
+                // pg_doorman #209: only idle connections were looked at, so a
+                // pool lending every connection looked empty.
+                e.committed && s.idle == 0
             } else {
                 e.committed && s.held == 0 && s.waiters == 0
             };

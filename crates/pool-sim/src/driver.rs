@@ -347,7 +347,9 @@ impl<P: SimPool> Driver<P> for Generator {
         let now = world.now();
         let close_at = self.swarm.workload.close_at_step;
         if close_at > 0 && self.emitted == close_at {
-            let timeout_ms = self.rng.pick(&[None, Some(10), Some(100), Some(1_000)]);
+            let timeout_ms = self
+                .rng
+                .pick(&[None, Some(0), Some(10), Some(100), Some(1_000)]);
             let pool = self.rng.below(4) as u32;
             let transition = Transition::Close { timeout_ms, pool };
             return Some(Step {
@@ -426,6 +428,7 @@ impl Healer {
         let (pool, w) = (world.pool_config(), world.config());
         let round = pool.acquire_timeout_ms
             + pool.connect_timeout_ms
+            + pool.reconnect_backoff_ms
             + w.probe_timeout_ms
             + w.heal_connect_latency_ms
             + w.heal_hold_ms
@@ -666,6 +669,17 @@ impl<P: SimPool> Driver<P> for Healer {
             let at = next_timer.unwrap_or(now.plus_ms(bound)).min(end);
             return Some(Step {
                 at,
+                transition: Transition::Wait,
+            });
+        }
+        // The pools refill their floors by their own timers (the backoff
+        // included) before a probe's acquire could do it for them.
+        let probe_at = self
+            .healed_at
+            .plus_ms(world.pool_config().reconnect_backoff_ms + bound + 1);
+        if self.probes == Probes::NotStarted && now < probe_at {
+            return Some(Step {
+                at: next_timer.unwrap_or(probe_at).min(probe_at),
                 transition: Transition::Wait,
             });
         }

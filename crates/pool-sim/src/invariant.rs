@@ -187,20 +187,55 @@ impl Invariant {
         self as usize
     }
 
-    /// The invariants that catch `mutation` (DESIGN §7): any of them, and
-    /// only them, may be the first to fire when it is put back.
+    /// The invariants that catch `mutation`: the properties its bug
+    /// breaks. Any of them, and only them, may be the first to fire when it
+    /// is put back (`cargo xtask hunt` holds each mutation to this).
     pub const fn catching(mutation: Mutation) -> &'static [Invariant] {
+        use Invariant as I;
+        use Mutation as M;
         match mutation {
-            Mutation::AcceptStaleConnect => &[Invariant::GhostIdle],
-            Mutation::DetachKeepsSlot => &[Invariant::Accounting, Invariant::Starved],
-            Mutation::HandoffWhileOverCapacity => {
-                &[Invariant::CapacityStalled, Invariant::CloseStalled]
+            M::AcceptStaleConnect | M::ReopenLeavesIdle => &[I::GhostIdle],
+            M::DetachKeepsSlot => &[I::Accounting, I::Starved],
+            M::TaintKeepsSlot | M::BrokenReturnKeepsSlot => &[I::Accounting],
+            M::HandoffWhileOverCapacity => &[I::CapacityStalled, I::CloseStalled],
+            M::ReopenIgnoresClose => &[I::CloseStalled, I::OpenAfterClose],
+            M::ReopenDropsSetting | M::RecycleReopenDropsSetting | M::GrantSkipsReset => {
+                &[I::SettingLost]
             }
-            Mutation::ReopenIgnoresClose => &[Invariant::CloseStalled, Invariant::OpenAfterClose],
-            Mutation::ReopenDropsSetting => &[Invariant::SettingLost],
-            Mutation::GcRemovesInitializing => &[Invariant::GcRemovedInitializing],
-            Mutation::RegisterAfterConnect => &[Invariant::DuplicatePool],
-            Mutation::OrphanKeepsPool => &[Invariant::Footprint],
+            M::GcRemovesInitializing | M::GcRemovesBusy => &[I::GcRemovedInitializing],
+            M::RegisterAfterConnect => &[I::DuplicatePool],
+            M::OrphanKeepsPool => &[I::Footprint],
+            M::TaintWakesNobody | M::FailedConnectWakesNobody => &[I::UncoveredWaiter],
+            M::ReleaseWakesNobody | M::AcquireSkipsIdle => &[I::IdleWhileWaiting],
+            M::ConnectTimeoutWakesNobody => &[I::ConnectErrorLost, I::UncoveredWaiter],
+            M::ConnectErrorSwallowed | M::HandshakeCloseSwallowed => &[I::ConnectErrorLost],
+            M::OpenPerWakeup => &[I::UnjustifiedOpen],
+            M::FloorFillIgnoresCapacity | M::ReopenIgnoresCapacity | M::ZeroCapacityUnlimited => {
+                &[I::OverCapacity]
+            }
+            M::LifetimeSparesBorrowed | M::RecycleIgnoresExpiry => &[I::ExpiredConn],
+            M::EarlyRetirement
+            | M::ZeroIdleTimeoutExpires
+            | M::ZeroLifetimeExpires
+            | M::ZeroConnectTimeoutExpires
+            | M::IdleReapsFloor
+            | M::ResizeDebtOutlivesGrow
+            | M::RecycleDisconnectsWhenFull => &[I::UnjustifiedDisconnect],
+            M::ZeroAcquireTimeoutExpires | M::AcquireRejectsWhileOpen => &[I::UnjustifiedReject],
+            M::LifetimeReapsBorrowed | M::ShrinkReapsBorrowed => &[I::BusyDisconnected],
+            M::RecycleSkipsIdleTimer => &[I::IdleNotReaped],
+            M::ConnectTimeoutUnarmed => &[I::ConnectStalled],
+            M::WaiterDeadlineLate => &[I::WaiterStalled],
+            M::CloseSparesConnects | M::CloseRecyclesToIdle | M::CloseKeepsWaiters => {
+                &[I::CloseIncomplete]
+            }
+            M::CloseCompletesEarly => &[I::CloseEarly],
+            M::SetCapacityRevivesClosed => {
+                &[I::OpenAfterClose, I::CloseStalled, I::CloseIncomplete]
+            }
+            M::CloseDeadlineUnarmed | M::ZeroCloseTimeoutAsNone => &[I::CloseStalled],
+            M::ServePrefersSettingMatch | M::NewestWaiterFirst => &[I::QueueJumped],
+            M::BackoffNeverRefills | M::FloorRefillWaitsForAcquire => &[I::FloorNotRestored],
         }
     }
 }

@@ -31,6 +31,18 @@ impl<P: SimPool> World<P> {
     /// Merge the pool's connections with ground truth, by id; the census
     /// of the truth.
     pub(super) fn check_conns(&mut self, px: usize) -> Census {
+        self.counters.count(Invariant::GhostIdle);
+        self.counters.count(Invariant::LostConnection);
+        let (census, problem) = self.view_problem(px);
+        if let Some((invariant, detail)) = problem {
+            self.violate(invariant, detail);
+        }
+        census
+    }
+
+    /// The census of the truth, and the first connection on which the
+    /// pool's view disagrees with it.
+    fn view_problem(&mut self, px: usize) -> (Census, Option<(Invariant, String)>) {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let slot = &self.pools[px];
@@ -63,12 +75,7 @@ impl<P: SimPool> World<P> {
             problem = problem.or_else(|| unknown_conn(pool, pid, pstate));
         }
         self.scratch = scratch;
-        self.counters.count(Invariant::GhostIdle);
-        self.counters.count(Invariant::LostConnection);
-        if let Some((invariant, detail)) = problem {
-            self.violate(invariant, detail);
-        }
-        census
+        (census, problem)
     }
 
     pub(super) fn check_gauges(&mut self, px: usize, census: &Census) {
@@ -123,18 +130,36 @@ impl<P: SimPool> World<P> {
         }
     }
 
-    /// A disconnect or abort must not hit a connection a client uses.
-    pub(super) fn check_not_busy(&mut self, px: u32, conn: ConnId, command: &Command) {
+    /// A disconnect or abort hits a connection the pool holds, not one a
+    /// client uses nor one it was already rid of. Whether its reason can be
+    /// judged (the truth still has it).
+    pub(super) fn check_closable(&mut self, px: u32, conn: ConnId, command: &Command) -> bool {
         self.counters.count(Invariant::BusyDisconnected);
-        if let Some(View::Borrowed { client } | View::Detached { client }) =
-            self.pools[px as usize].conns.get(&conn).map(|c| c.view)
-        {
-            let detail = format!(
-                "`{command}` closes {}, which client {client} is using",
-                Qualified(px, conn)
-            );
-            self.violate(Invariant::BusyDisconnected, detail);
-        }
+        let named = Qualified(px, conn);
+        let (invariant, detail) = match self.pools[px as usize].conns.get(&conn).map(|c| c.view) {
+            Some(View::Borrowed { client } | View::Detached { client }) => (
+                Invariant::BusyDisconnected,
+                format!("`{command}` closes {named}, which client {client} is using"),
+            ),
+            Some(_) => return true,
+            // Gone by the truth in this very drain (returned with its session
+            // already closed): closing it again is harmless, and nothing is
+            // left to judge its reason by.
+            None if self.pools[px as usize]
+                .retired
+                .iter()
+                .any(|&(id, _)| id == conn) =>
+            {
+                return false;
+            }
+            // Gone before: the pool was rid of it, yet still held it.
+            None => (
+                Invariant::GhostIdle,
+                format!("`{command}`: the pool was rid of {named} before, yet held it still"),
+            ),
+        };
+        self.violate(invariant, detail);
+        false
     }
 
     /// `Tainted` only for a connection its client returned broken.

@@ -307,12 +307,14 @@ impl<P: SimPool> World<P> {
                 self.check_new_id(px, conn);
             }
             Command::Abort { conn, reason } => {
-                self.check_not_busy(px, conn, command);
-                self.check_abort_reason(px, conn, reason, &census);
+                if self.check_closable(px, conn, command) {
+                    self.check_abort_reason(px, conn, reason, &census);
+                }
             }
             Command::Disconnect { conn, reason } => {
-                self.check_not_busy(px, conn, command);
-                self.check_disconnect_reason(px, conn, reason, &census);
+                if self.check_closable(px, conn, command) {
+                    self.check_disconnect_reason(px, conn, reason, &census);
+                }
             }
             Command::Grant {
                 request,

@@ -783,11 +783,12 @@ impl<P: SimPool> World<P> {
                 let Some(px) = self.serving_pool(pool) else {
                     return (Target::Skipped("no pool in service"), None);
                 };
+                // A closing pool is told too: it must ignore it (a closed
+                // pool stays closed), so its capacity stays as it was.
                 let slot = &mut self.pools[px as usize];
-                if slot.close.is_some() {
-                    return (Target::Skipped("pool is closing"), None);
+                if !slot.closing() {
+                    slot.capacity = capacity as usize;
                 }
-                slot.capacity = capacity as usize;
                 let capacity = capacity as usize;
                 (
                     Target::Pool(px),
