@@ -92,6 +92,8 @@ mutations! {
     /// Every wakeup opens a connect per waiter, whatever is already in
     /// flight.
     OpenPerWakeup = "open-per-wakeup", "class 8: bb8 f02f40f";
+    /// Every connection retired at its lifetime is reopened, needed or not.
+    ReopenIgnoresFloor = "reopen-ignores-floor", "class 8: vitess #20122 (item 3)";
     // ----- 9: fill or replacement past max -----
     /// Filling the idle floor does not count the borrowed connections
     /// against the capacity.
@@ -122,6 +124,8 @@ mutations! {
     ShrinkReapsBorrowed = "shrink-reaps-borrowed", "class 12: bun #30646";
     /// The idle timer reaps below the floor.
     IdleReapsFloor = "idle-reaps-floor", "class 12/29: psycopg_pool #370";
+    /// A new connection gets no idle timer.
+    ConnectSkipsIdleTimer = "connect-skips-idle-timer", "class 29: bun #17178";
     /// A returned connection gets no idle timer.
     RecycleSkipsIdleTimer = "recycle-skips-idle-timer", "class 29: HikariCP #1256";
     // ----- 13: the idle worker and a get race over one connection -----
@@ -131,14 +135,20 @@ mutations! {
     // ----- 14: a hung connect holds capacity -----
     /// No connect timer is armed: a hung connect holds its slot forever.
     ConnectTimeoutUnarmed = "connect-timeout-unarmed", "class 14: vitess #20080";
+    /// A lifetime reopen dials without a connect timer.
+    ReopenWithoutTimeout = "reopen-without-timeout", "class 14: vitess #20079";
     // ----- 15: a waiter past its deadline -----
     /// A waiter's timer is armed 10 ms after its deadline.
     WaiterDeadlineLate = "waiter-deadline-late", "class 15: vitess #20310";
+    /// Only the first waiter in line gets a deadline timer.
+    QueuedWaiterUnarmed = "queued-waiter-unarmed", "class 15: vitess #20308";
     // ----- 16 to 20: Close -----
     /// Close leaves in-flight connects running.
     CloseSparesConnects = "close-spares-connects", "class 16: vitess #21189, pgdog #512";
     /// Close completes once nothing is idle or connecting, borrowed or not.
     CloseCompletesEarly = "close-completes-early", "class 17: sqlx #3217";
+    /// A taint during Close completes it, borrowed connections or not.
+    TaintCompletesClose = "taint-completes-close", "class 17: sqlx #3217";
     /// A connection returned during Close goes back to the idle set.
     CloseRecyclesToIdle = "close-recycles-to-idle", "class 17: sqlx #3217";
     /// Close leaves its waiters waiting.

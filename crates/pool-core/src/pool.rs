@@ -356,6 +356,11 @@ impl Pool {
             // vitess before #20308: the waiter's timer ran past its context.
             deadline = deadline.map(|d| d.plus_ms(10));
         }
+        if self.mutation.is(Mutation::QueuedWaiterUnarmed) && !self.waiters.is_empty() {
+            // vitess #20308: only the head of the wait list watched its
+            // context; those behind it waited on.
+            deadline = None;
+        }
         self.timers.arm(deadline, Timer::Waiter(request));
         self.waiters.push_back(Waiter {
             request,
@@ -461,6 +466,12 @@ impl Pool {
         self.stats.tainted += 1;
         if self.mutation.is(Mutation::TaintKeepsSlot) {
             // bun before #32099: closing a reserved conn bypassed release.
+            return Ok(());
+        }
+        if self.lifecycle == Lifecycle::Closing && self.mutation.is(Mutation::TaintCompletesClose) {
+            // sqlx #3217: a broken return during close ended it early.
+            self.disconnect(conn, DisconnectReason::Tainted);
+            self.complete_close();
             return Ok(());
         }
         if self.conns[&conn].broken {
@@ -867,7 +878,10 @@ impl Pool {
             self.lifecycle == Lifecycle::Open || self.mutation.is(Mutation::ReopenIgnoresClose);
         // puddle 2.2.1: a replacement did not check the capacity.
         let room = self.held() < self.capacity || self.mutation.is(Mutation::ReopenIgnoresCapacity);
-        if open && room && self.counts.idle + self.counts.opening < floor {
+        // vitess #20122 (3): every retired conn was reopened.
+        let needed = self.counts.idle + self.counts.opening < floor
+            || self.mutation.is(Mutation::ReopenIgnoresFloor);
+        if open && room && needed {
             // Vitess before #20122: connReopen read Setting() after replacing
             // the conn, so the reopened conn came back clean.
             let setting = if self.mutation.is(Mutation::ReopenDropsSetting) {
@@ -886,6 +900,8 @@ impl Pool {
         let timeout = match self.config.connect_timeout_ms {
             // vitess #20080: a hung dial held its slot; no timer ended it.
             _ if self.mutation.is(Mutation::ConnectTimeoutUnarmed) => None,
+            // vitess #20079: the background reopen dialled without one.
+            _ if replaces.is_some() && self.mutation.is(Mutation::ReopenWithoutTimeout) => None,
             // pgx before a7cbe744: a zero timeout expired at once.
             0 if self.mutation.is(Mutation::ZeroConnectTimeoutExpires) => Some(0),
             ms => enabled(ms),
@@ -950,6 +966,8 @@ impl Pool {
         let timeout = match self.config.idle_timeout_ms {
             // HikariCP #1256: a returned conn was never timed out.
             _ if returned && self.mutation.is(Mutation::RecycleSkipsIdleTimer) => None,
+            // bun #17178: a fresh conn was never timed out.
+            _ if !returned && self.mutation.is(Mutation::ConnectSkipsIdleTimer) => None,
             // pg_doorman's idle_timeout=0: a zero timeout expired at once.
             0 if self.mutation.is(Mutation::ZeroIdleTimeoutExpires) => Some(0),
             ms => enabled(ms),

@@ -209,7 +209,7 @@ impl Invariant {
             M::ReleaseWakesNobody | M::AcquireSkipsIdle => &[I::IdleWhileWaiting],
             M::ConnectTimeoutWakesNobody => &[I::ConnectErrorLost, I::UncoveredWaiter],
             M::ConnectErrorSwallowed | M::HandshakeCloseSwallowed => &[I::ConnectErrorLost],
-            M::OpenPerWakeup => &[I::UnjustifiedOpen],
+            M::OpenPerWakeup | M::ReopenIgnoresFloor => &[I::UnjustifiedOpen],
             M::FloorFillIgnoresCapacity | M::ReopenIgnoresCapacity | M::ZeroCapacityUnlimited => {
                 &[I::OverCapacity]
             }
@@ -223,13 +223,13 @@ impl Invariant {
             | M::RecycleDisconnectsWhenFull => &[I::UnjustifiedDisconnect],
             M::ZeroAcquireTimeoutExpires | M::AcquireRejectsWhileOpen => &[I::UnjustifiedReject],
             M::LifetimeReapsBorrowed | M::ShrinkReapsBorrowed => &[I::BusyDisconnected],
-            M::RecycleSkipsIdleTimer => &[I::IdleNotReaped],
-            M::ConnectTimeoutUnarmed => &[I::ConnectStalled],
-            M::WaiterDeadlineLate => &[I::WaiterStalled],
+            M::RecycleSkipsIdleTimer | M::ConnectSkipsIdleTimer => &[I::IdleNotReaped],
+            M::ConnectTimeoutUnarmed | M::ReopenWithoutTimeout => &[I::ConnectStalled],
+            M::WaiterDeadlineLate | M::QueuedWaiterUnarmed => &[I::WaiterStalled],
             M::CloseSparesConnects | M::CloseRecyclesToIdle | M::CloseKeepsWaiters => {
                 &[I::CloseIncomplete]
             }
-            M::CloseCompletesEarly => &[I::CloseEarly],
+            M::CloseCompletesEarly | M::TaintCompletesClose => &[I::CloseEarly],
             M::SetCapacityRevivesClosed => {
                 &[I::OpenAfterClose, I::CloseStalled, I::CloseIncomplete]
             }
