@@ -17,6 +17,10 @@ pub trait Driver<P: SimPool> {
     fn next(&mut self, world: &mut World<P>) -> Option<Step>;
 }
 
+/// How many steps the generator's Close waits, past its step, for a
+/// request to be waiting.
+const CLOSE_WAIT_STEPS: u64 = 100;
+
 /// Replays a fixed list of steps (a scenario file, a shrink candidate).
 #[derive(Debug)]
 pub struct Script<'a> {
@@ -47,6 +51,10 @@ pub struct Generator {
     rng: Rng,
     events: u64,
     emitted: u64,
+    /// The workload's Close was issued.
+    closed: bool,
+    /// Clients that hold on through a Close, until when.
+    lingering: BTreeMap<u32, Time>,
     agenda: BTreeMap<(Time, u64, u64), Plan>,
     planned: u64,
     /// The world's notices, taken each step (kept to reuse its buffer).
@@ -85,6 +93,8 @@ impl Generator {
             rng,
             events,
             emitted: 0,
+            closed: false,
+            lingering: BTreeMap::new(),
             agenda: BTreeMap::new(),
             planned: 0,
             notices: Vec::new(),
@@ -299,7 +309,10 @@ impl Generator {
                 let timeout = u64::from(w.timeout_ms);
                 let setting = (settings > 0 && self.rng.chance(50))
                     .then(|| self.rng.range(1, settings) as u32);
-                let timeout_ms = (timeout > 0).then(|| self.rng.range(1, timeout) as u32);
+                // Untimed: the pool's own acquire timeout applies (none when
+                // it is 0: a waiter without a deadline).
+                let timed = timeout > 0 && !self.rng.chance(w.untimed_pct);
+                let timeout_ms = timed.then(|| self.rng.range(1, timeout) as u32);
                 Some(Transition::Acquire {
                     client,
                     setting,
@@ -307,6 +320,16 @@ impl Generator {
                 })
             }
             ClientState::Holding { .. } if listener => Some(Transition::Detach { client }),
+            ClientState::Holding { .. }
+                if self
+                    .lingering
+                    .get(&client)
+                    .is_some_and(|&t| t > world.now()) =>
+            {
+                let until = self.lingering[&client];
+                self.plan(until, Plan::Client(client));
+                None
+            }
             ClientState::Holding { .. } => {
                 let dead = world
                     .client_conn(client)
@@ -345,12 +368,30 @@ impl<P: SimPool> Driver<P> for Generator {
         self.notices = notices;
         self.emitted += 1;
         let now = world.now();
+        // Close once its step has come and requests wait (so Close has
+        // waiters to reject), or some steps later in any case.
         let close_at = self.swarm.workload.close_at_step;
-        if close_at > 0 && self.emitted == close_at {
+        if close_at > 0
+            && !self.closed
+            && self.emitted >= close_at
+            && (world.waiting() > 0 || self.emitted >= close_at + CLOSE_WAIT_STEPS)
+        {
+            self.closed = true;
             let timeout_ms = self
                 .rng
                 .pick(&[None, Some(0), Some(10), Some(100), Some(1_000)]);
             let pool = self.rng.below(4) as u32;
+            // Some borrowers hold on past the close deadline (and its slack),
+            // so Close must complete at its deadline with them still out.
+            let linger = u64::from(timeout_ms.unwrap_or(500)) + 2 * world.config().slack_ms + 1;
+            for (client, c) in world.clients().iter().enumerate() {
+                if matches!(c.state, ClientState::Holding { .. })
+                    && self.rng.chance(self.swarm.workload.linger_pct)
+                {
+                    let until = now.plus_ms(linger + self.rng.below(linger));
+                    self.lingering.insert(client as u32, until);
+                }
+            }
             let transition = Transition::Close { timeout_ms, pool };
             return Some(Step {
                 at: now,

@@ -90,8 +90,15 @@ pub struct Workload {
     pub detach_pct: u8,
     /// 0: never; else how often the capacity is changed.
     pub resize_every_ms: u64,
-    /// 0: never; else the step at which the pool is closed.
+    /// 0: never; else the step from which the pool is closed (as soon as a
+    /// request waits, or a hundred steps later).
     pub close_at_step: u64,
+    /// Chance that a client holding a connection at Close holds on past
+    /// the close deadline.
+    pub linger_pct: u8,
+    /// Chance that an acquire carries no timeout of its own (the pool's
+    /// default applies; with `acquire_timeout_ms = 0`, none).
+    pub untimed_pct: u8,
     /// Processes: 0 never; else mean interval between orphanings.
     pub orphan_every_ms: u64,
     /// Processes: how long after an orphaning a new process starts (0:
@@ -170,6 +177,8 @@ impl Swarm {
             } else {
                 rng.range(events / 2, events - 1)
             },
+            linger_pct: rng.maybe(30, 10, 60) as u8,
+            untimed_pct: rng.maybe(50, 10, 50) as u8,
             orphan_every_ms: if processes > 1 && rng.chance(80) {
                 rng.pick(&[100, 1_000, 5_000])
             } else {
