@@ -43,6 +43,23 @@ enum Bug {
     /// A conn returned while over capacity goes to the oldest waiter
     /// (Vitess before its fix, seed 003).
     Handoff,
+    /// An acquire that arrives while another request waits is kept asleep
+    /// (never told to the pool, so no connect is opened for it).
+    SleepBehindWaiter,
+    /// A grant meant for the oldest waiter goes to the newest.
+    GrantNewest,
+    /// A waiter's `ConnectFailed` is never delivered.
+    HideConnectFailure,
+    /// A healthy return is handled as a taint.
+    RetireOnReturn,
+    /// `Close` never reaches the pool.
+    IgnoreClose,
+    /// `Close` reports complete at once, whatever is borrowed.
+    CompleteCloseAtOnce,
+    /// The pool's own consistency check fails once a grant was made.
+    SelfCheckFails,
+    /// Its `granted` counter misses every other grant.
+    MiscountGrants,
     /// The reference core, registry and watchdog with a seed report's bug
     /// put back (for what lives outside the pool: the registry).
     Mutated(pool_core::Mutation),
@@ -79,6 +96,33 @@ impl Faulty {
     /// Move the inner pool's commands out, breaking them as the bug says.
     fn pull(&mut self) {
         while let Some(command) = self.inner.poll_command() {
+            let command = match (self.bug, command) {
+                (
+                    Bug::GrantNewest,
+                    Command::Grant {
+                        conn,
+                        setting,
+                        apply_setting,
+                        ..
+                    },
+                ) if self.waiting.len() > 1 => {
+                    let (request, _) = *self.waiting.back().expect("two wait");
+                    Command::Grant {
+                        request,
+                        conn,
+                        setting,
+                        apply_setting,
+                    }
+                }
+                (
+                    Bug::HideConnectFailure,
+                    Command::Reject {
+                        reason: RejectReason::ConnectFailed,
+                        ..
+                    },
+                ) => continue,
+                (_, command) => command,
+            };
             match command {
                 Command::Grant { request, conn, .. } => {
                     self.waiting.retain(|(r, _)| *r != request);
@@ -140,6 +184,21 @@ impl SimPool for Faulty {
             (Bug::SleepWhileIdle, Input::Acquire { .. }) if self.inner.stats().idle > 0 => {
                 self.asleep += 1;
                 return Ok(());
+            }
+            (Bug::SleepBehindWaiter, Input::Acquire { .. }) if self.inner.stats().waiters > 0 => {
+                self.asleep += 1;
+                return Ok(());
+            }
+            (Bug::RetireOnReturn, Input::Recycle { conn }) => {
+                let conn = *conn;
+                self.inner.handle(now, Input::Taint { conn })?;
+                self.pull();
+                return Ok(());
+            }
+            (Bug::IgnoreClose, Input::Close { .. }) => return Ok(()),
+            (Bug::CompleteCloseAtOnce, Input::Close { .. }) => {
+                let leaked = self.inner.stats().borrowed;
+                self.out.push_back(Command::CloseComplete { leaked });
             }
             (Bug::DetachKeepsSlot, Input::Detach { .. }) => return Ok(()),
             (Bug::RejectAfterFirst, Input::Acquire { request, .. }) if self.acquires > 0 => {
@@ -226,11 +285,28 @@ impl SimPool for Faulty {
     fn stats(&self) -> Stats {
         let mut stats = self.inner.stats();
         stats.waiters += self.asleep;
+        if self.bug == Bug::MiscountGrants {
+            stats.granted /= 2;
+        }
         stats
     }
 
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>) {
         out.extend(self.inner.conns());
+    }
+
+    /// The wrapper's own commands (a second `Open`, a rewritten grant) are
+    /// not in the inner pool's counters: only the bug that is about the
+    /// counters reports them.
+    fn reports_counters(&self) -> bool {
+        self.bug == Bug::MiscountGrants
+    }
+
+    fn check_consistency(&self) -> Result<(), String> {
+        if self.bug == Bug::SelfCheckFails && self.last_grant.is_some() {
+            return Err("the books do not balance after a grant".to_owned());
+        }
+        self.inner.check_consistency()
     }
 }
 
@@ -301,6 +377,7 @@ fn assert_mutation_fires(mutation: pool_core::Mutation, invariant: Invariant, sc
 /// has no wildcard: a new invariant does not compile until it has a case.
 fn case(invariant: Invariant) -> (Bug, Scenario) {
     let one = format!("max_size = 1\n{QUIET}");
+    let two = format!("max_size = 2\n{QUIET}");
     let then = |more: &str| format!("{CHECKOUT}\n{more}");
     match invariant {
         Invariant::OverCapacity => (Bug::DoubleOpen, scenario(&one, "clients = 1", CHECKOUT)),
@@ -373,6 +450,105 @@ fn case(invariant: Invariant) -> (Bug, Scenario) {
                 scenario(&one, "clients = 1", steps),
             )
         }
+        Invariant::UncoveredWaiter => {
+            // The second acquire never reaches the pool: two wait, one
+            // connect is in flight, and a slot is free.
+            let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 0, do = "acquire", client = 1 },"#;
+            (Bug::SleepBehindWaiter, scenario(&two, "clients = 2", steps))
+        }
+        Invariant::QueueJumped => {
+            let steps = then(
+                r#"  { at_ms = 2, do = "acquire", client = 1 },
+  { at_ms = 3, do = "acquire", client = 2 },
+  { at_ms = 4, do = "release", client = 0 },"#,
+            );
+            (Bug::GrantNewest, scenario(&one, "clients = 3", &steps))
+        }
+        Invariant::ConnectErrorLost => {
+            let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 1, do = "connect-fail", attempt = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },"#;
+            (
+                Bug::HideConnectFailure,
+                scenario(&one, "clients = 1", steps),
+            )
+        }
+        Invariant::UnjustifiedOpen => {
+            // Room for the extra connect: nothing asked for it.
+            (Bug::DoubleOpen, scenario(&two, "clients = 1", CHECKOUT))
+        }
+        Invariant::UnjustifiedReject => {
+            // A second acquire is rejected for a connect failure that
+            // never happened.
+            let steps = then(r#"  { at_ms = 2, do = "acquire", client = 1 },"#);
+            (Bug::RejectAfterFirst, scenario(&two, "clients = 2", &steps))
+        }
+        Invariant::UnjustifiedDisconnect => {
+            let steps = then(r#"  { at_ms = 2, do = "release", client = 0 },"#);
+            (Bug::RetireOnReturn, scenario(&one, "clients = 1", &steps))
+        }
+        Invariant::ExpiredConn => {
+            // Returned idle, the conn outlives its lifetime: no timer fires.
+            let steps = then(
+                r#"  { at_ms = 2, do = "release", client = 0 },
+  { at_ms = 200, do = "wait" },"#,
+            );
+            let pool = format!(
+                "max_size = 1
+min_idle = 1
+{QUIET}"
+            )
+            .replace("max_lifetime_ms = 0", "max_lifetime_ms = 100");
+            (Bug::NoTimers, scenario(&pool, "clients = 1", &steps))
+        }
+        Invariant::CloseIncomplete => {
+            let steps = then(
+                r#"  { at_ms = 2, do = "release", client = 0 },
+  { at_ms = 3, do = "close", timeout_ms = 100 },"#,
+            );
+            (Bug::IgnoreClose, scenario(&one, "clients = 1", &steps))
+        }
+        Invariant::CloseEarly => {
+            let steps = then(r#"  { at_ms = 2, do = "close", timeout_ms = 100 },"#);
+            (
+                Bug::CompleteCloseAtOnce,
+                scenario(&one, "clients = 1", &steps),
+            )
+        }
+        Invariant::SelfCheck => (Bug::SelfCheckFails, scenario(&one, "clients = 1", CHECKOUT)),
+        Invariant::ConnectStalled => {
+            // The connect hangs; no timer aborts it.
+            let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 200, do = "wait" },"#;
+            let pool = one.replace("connect_timeout_ms = 0", "connect_timeout_ms = 100");
+            (Bug::NoTimers, scenario(&pool, "clients = 1", steps))
+        }
+        Invariant::IdleNotReaped => {
+            let steps = then(
+                r#"  { at_ms = 2, do = "release", client = 0 },
+  { at_ms = 300, do = "wait" },"#,
+            );
+            let pool = one.replace("idle_timeout_ms = 0", "idle_timeout_ms = 100");
+            (Bug::NoTimers, scenario(&pool, "clients = 1", &steps))
+        }
+        Invariant::FloorNotRestored => {
+            // The floor's first connect fails; the backoff's end never
+            // comes, so nothing refills the floor once the server is back.
+            let steps = r#"
+  { at_ms = 1, do = "connect-fail", attempt = 0 },
+  { at_ms = 1, do = "deliver", signal = 0 },"#;
+            let pool = format!(
+                "max_size = 1
+min_idle = 1
+reconnect_backoff_ms = 100
+{QUIET}"
+            );
+            (Bug::NoTimers, scenario(&pool, "clients = 1", steps))
+        }
         Invariant::WaiterStalled => {
             // Capacity 0: the acquire can only end at its deadline.
             let steps = r#"  { at_ms = 0, do = "acquire", client = 0, timeout_ms = 100 },"#;
@@ -380,12 +556,16 @@ fn case(invariant: Invariant) -> (Bug, Scenario) {
             (Bug::NoTimers, scenario(&pool, "clients = 1", steps))
         }
         Invariant::Starved => {
-            let steps = then(r#"  { at_ms = 2, do = "release", client = 0 },"#);
-            let pool = format!("max_size = 2\n{QUIET}");
-            (
-                Bug::RejectAfterFirst,
-                scenario(&pool, "clients = 2", &steps),
-            )
+            // A waiter without a deadline behind a connect that hangs, and
+            // no timer to abort it. With a slack too large for the deadline
+            // rules to speak, the liveness phase reaches its horizon with
+            // the request still waiting.
+            let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 10, do = "wait" },"#;
+            let pool = one.replace("connect_timeout_ms = 0", "connect_timeout_ms = 100");
+            let world = "clients = 1\nslack_ms = 1000000000";
+            (Bug::NoTimers, scenario(&pool, world, steps))
         }
         Invariant::CapacityStalled => {
             // Two conns borrowed, two waiters queued, capacity cut to 1: the
@@ -407,9 +587,15 @@ fn case(invariant: Invariant) -> (Bug, Scenario) {
             (Bug::Handoff, scenario(&pool, "clients = 4", steps))
         }
         Invariant::Footprint => {
-            let steps = then(r#"  { at_ms = 2, do = "release", client = 0 },"#);
-            let pool = "max_size = 2\nidle_timeout_ms = 100\nmax_lifetime_ms = 0\nacquire_timeout_ms = 0\nconnect_timeout_ms = 0";
-            (Bug::NoTimers, scenario(pool, "clients = 2", &steps))
+            // An orphaned process whose pool keeps its floor connection.
+            let steps = r#"
+  { at_ms = 0, do = "acquire", client = 0 },
+  { at_ms = 0, do = "orphan", process = 0 },
+  { at_ms = 1955, do = "wait" },"#;
+            let pool = format!("max_size = 1\nmin_idle = 1\n{QUIET}")
+                .replace("idle_timeout_ms = 0", "idle_timeout_ms = 20");
+            let bug = Bug::Mutated(pool_core::Mutation::OrphanKeepsPool);
+            (bug, scenario(&pool, "clients = 1", steps))
         }
     }
 }
@@ -424,13 +610,30 @@ fn every_invariant_fires_on_a_faulty_pool_and_not_on_the_reference_core() {
     }
 }
 
-/// The registry's invariants fire on the registry's own mutations.
+/// The pool's counters are held to the world's own count, not only its
+/// gauges: a pool whose gauges are right but which miscounts its grants is
+/// caught.
+#[test]
+fn a_miscounted_counter_is_accounting() {
+    let pool = format!("max_size = 1\n{QUIET}");
+    let steps = format!(
+        "{CHECKOUT}\n  {{ at_ms = 2, do = \"release\", client = 0 }},\n  {{ at_ms = 3, do = \"acquire\", client = 0 }},"
+    );
+    assert_fires(
+        Bug::MiscountGrants,
+        Invariant::Accounting,
+        &scenario(&pool, "clients = 1", &steps),
+    );
+}
+
+/// The invariants only a mutation of the reference core shows (the
+/// registry's, the orphan watchdog's) fire under it.
 #[test]
 #[cfg_attr(
     not(feature = "mutations"),
     ignore = "needs the mutations feature (cargo test --workspace has it)"
 )]
-fn registry_invariants_fire_under_their_mutations() {
+fn invariants_of_the_registry_and_watchdog_fire_under_their_mutations() {
     let mut ran = 0;
     for invariant in Invariant::ALL {
         if let (Bug::Mutated(mutation), scenario) = case(invariant) {
@@ -438,5 +641,5 @@ fn registry_invariants_fire_under_their_mutations() {
             ran += 1;
         }
     }
-    assert_eq!(ran, 2, "duplicate-pool and gc-removed-initializing");
+    assert_eq!(ran, 3, "duplicate-pool, gc-removed-initializing, footprint");
 }

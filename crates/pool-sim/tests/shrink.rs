@@ -23,9 +23,9 @@ fn fails_as(scenario: &Scenario, invariant: Invariant) -> bool {
 
 #[test]
 fn a_hunted_failure_shrinks_to_a_one_minimal_scenario() {
-    // Seed 134 catches the handoff (see `cargo xtask hunt`).
+    // Seed 402 catches the handoff (see `cargo xtask hunt`).
     let mutation = Mutation::HandoffWhileOverCapacity;
-    let original = recorded(134, mutation);
+    let original = recorded(402, mutation);
     let invariant = Invariant::CapacityStalled;
     assert!(fails_as(&original, invariant));
     let keeps = Keeps {

@@ -721,8 +721,14 @@ impl<P: SimPool> World<P> {
     /// Enter the liveness phase: faults are healed from now on.
     pub fn heal(&mut self) {
         self.phase = Phase::Liveness { since: self.now };
+        // What a pool owes changes with the phase (its floor, once the
+        // server accepts again): every pool is checked afresh.
         self.trace
             .push(self.now, Event::Phase("liveness phase: faults healed"));
+        for px in 0..self.pools.len() as u32 {
+            self.touch(px);
+        }
+        self.check_state();
     }
 
     /// Mark `client`'s next acquire as a liveness probe.
