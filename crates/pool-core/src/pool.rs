@@ -231,42 +231,29 @@ impl Pool {
     /// reverse). A failure is a bug in the pool; fuzzers and property tests
     /// call this after every input.
     pub fn check_consistency(&self) -> Result<(), String> {
-        let count = |state| self.conns.values().filter(|c| c.state == state).count();
-        let counted = (
-            count(ConnState::Opening),
-            count(ConnState::Idle),
-            count(ConnState::Borrowed),
-        );
-        let c = &self.counts;
-        if counted != (c.opening, c.idle, c.borrowed) {
-            return Err(format!(
-                "gauges (opening, idle, borrowed) = {:?}, conns say {counted:?}",
-                (c.opening, c.idle, c.borrowed)
-            ));
-        }
-        let mut idle: Vec<ConnId> = self.idle.iter().copied().collect();
-        idle.sort_unstable();
-        let expected: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.state == ConnState::Idle)
-            .map(|(&id, _)| id)
-            .collect();
-        if idle != expected {
-            return Err(format!("idle list {idle:?}, idle conns {expected:?}"));
-        }
-        // Every deadline a conn or waiter holds is in the timer table...
-        let mut armed = BTreeSet::new();
-        for (&id, c) in &self.conns {
-            for (at, timer) in [
-                (c.connect_deadline, Timer::Connect(id)),
-                (c.idle_deadline, Timer::Idle(id)),
-                (c.lifetime_deadline, Timer::Lifetime(id)),
-            ] {
-                if let Some(at) = at {
-                    armed.insert((at, timer));
+        // Allocation-free: the simulator calls this after every input.
+        let mut counted = (0, 0, 0);
+        // Every deadline a conn or waiter holds is in the timer table, and
+        // the table holds as many: then it holds nothing else.
+        let mut armed = 0;
+        let mut expect = |at: Option<Time>, timer: Timer| -> Result<(), String> {
+            if let Some(at) = at {
+                armed += 1;
+                if !self.timers.0.contains(&(at, timer)) {
+                    return Err(format!("timer table: missing {timer:?} at {at}"));
                 }
             }
+            Ok(())
+        };
+        for (&id, c) in &self.conns {
+            match c.state {
+                ConnState::Opening => counted.0 += 1,
+                ConnState::Idle => counted.1 += 1,
+                ConnState::Borrowed => counted.2 += 1,
+            }
+            expect(c.connect_deadline, Timer::Connect(id))?;
+            expect(c.idle_deadline, Timer::Idle(id))?;
+            expect(c.lifetime_deadline, Timer::Lifetime(id))?;
             if c.connect_deadline.is_some() && c.state != ConnState::Opening {
                 return Err(format!("{id} is {:?} with a connect deadline", c.state));
             }
@@ -274,26 +261,51 @@ impl Pool {
                 return Err(format!("{id} is {:?} with an idle deadline", c.state));
             }
         }
-        let mut requests = BTreeSet::new();
-        for w in &self.waiters {
-            if !requests.insert(w.request) {
+        let c = &self.counts;
+        if counted != (c.opening, c.idle, c.borrowed) {
+            return Err(format!(
+                "gauges (opening, idle, borrowed) = {:?}, conns say {counted:?}",
+                (c.opening, c.idle, c.borrowed)
+            ));
+        }
+        // The idle list holds exactly the idle conns: as many, each idle,
+        // none twice.
+        if self.idle.len() != c.idle {
+            return Err(format!(
+                "idle list of {}, {} idle conns",
+                self.idle.len(),
+                c.idle
+            ));
+        }
+        for (i, id) in self.idle.iter().enumerate() {
+            if self.conns.get(id).map(|c| c.state) != Some(ConnState::Idle) {
+                return Err(format!("idle list holds {id}, which is not idle"));
+            }
+            if self.idle.iter().skip(i + 1).any(|other| other == id) {
+                return Err(format!("idle list holds {id} twice"));
+            }
+        }
+        for (i, w) in self.waiters.iter().enumerate() {
+            if self
+                .waiters
+                .iter()
+                .skip(i + 1)
+                .any(|o| o.request == w.request)
+            {
                 return Err(format!("{} waits twice", w.request));
             }
-            if let Some(at) = w.deadline {
-                armed.insert((at, Timer::Waiter(w.request)));
-            }
+            expect(w.deadline, Timer::Waiter(w.request))?;
         }
-        if let (Lifecycle::Closing, Some(at)) = (self.lifecycle, self.close_deadline) {
-            armed.insert((at, Timer::Close));
+        if self.lifecycle == Lifecycle::Closing {
+            expect(self.close_deadline, Timer::Close)?;
         }
-        if let Some(at) = self.backoff_until {
-            armed.insert((at, Timer::Backoff));
-        }
-        // ...and nothing else is.
-        if armed != self.timers.0 {
-            let extra: Vec<_> = self.timers.0.difference(&armed).collect();
-            let missing: Vec<_> = armed.difference(&self.timers.0).collect();
-            return Err(format!("timer table: stale {extra:?}, missing {missing:?}"));
+        expect(self.backoff_until, Timer::Backoff)?;
+        if armed != self.timers.0.len() {
+            return Err(format!(
+                "timer table: {} armed, {armed} expected: {:?}",
+                self.timers.0.len(),
+                self.timers.0
+            ));
         }
         if self.lifecycle != Lifecycle::Open && !self.waiters.is_empty() {
             return Err(format!("{:?} with waiters", self.lifecycle));
