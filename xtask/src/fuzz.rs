@@ -125,26 +125,7 @@ pub fn run(args: Args) -> i32 {
 
 /// Make sure `cargo fuzz` runs; install it when it does not.
 pub fn ensure_cargo_fuzz() -> Result<(), String> {
-    let cargo = cargo();
-    let present = Command::new(&cargo)
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    println!("cargo-fuzz is missing: cargo install cargo-fuzz --locked");
-    let status = Command::new(&cargo)
-        .args(["install", "cargo-fuzz", "--locked"])
-        .status()
-        .map_err(|e| format!("cannot run cargo install: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("cargo install cargo-fuzz failed".to_owned())
-    }
+    crate::ensure_cargo_tool("fuzz", "cargo-fuzz")
 }
 
 /// Fuzz `target` for `seconds` from a fresh copy of its seed corpus.

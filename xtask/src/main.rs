@@ -10,6 +10,7 @@ mod compare;
 mod fuzz;
 mod hunt;
 mod loom;
+mod mutants;
 mod netsim;
 mod print;
 mod replay;
@@ -48,6 +49,7 @@ enum Command {
     Fuzz(fuzz::Args),
     Compare(compare::Args),
     Loom(loom::Args),
+    Mutants(mutants::Args),
     Netsim(netsim::Args),
     Ci(ci::Args),
 }
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Loom(args) => loom::run(args),
+        Command::Mutants(args) => mutants::run(args),
         Command::Netsim(args) => netsim::run_cmd(args),
         Command::Ci(args) => ci::run(args),
     };
@@ -82,4 +85,29 @@ fn project_root() -> std::path::PathBuf {
 /// toolchain as the `cargo xtask` that started it.
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Make sure `cargo SUBCOMMAND` runs; install `krate` when it does not.
+fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let cargo = cargo();
+    let present = Command::new(&cargo)
+        .args([subcommand, "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    println!("{krate} is missing: cargo install {krate} --locked");
+    let status = Command::new(&cargo)
+        .args(["install", krate, "--locked"])
+        .status()
+        .map_err(|e| format!("cannot run cargo install: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo install {krate} failed"))
+    }
 }

@@ -208,13 +208,6 @@ impl Pool {
         self.now
     }
 
-    /// `(opening, idle, borrowed, waiters)`: the gauges alone, cheaper than
-    /// [`stats`](Pool::stats).
-    pub fn gauges(&self) -> (usize, usize, usize, usize) {
-        let c = &self.counts;
-        (c.opening, c.idle, c.borrowed, self.waiters.len())
-    }
-
     /// Where `conn` is, or `None` if the pool does not hold it.
     pub fn conn_state(&self, conn: ConnId) -> Option<ConnState> {
         self.conns.get(&conn).map(|c| c.state)

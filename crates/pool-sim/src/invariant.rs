@@ -230,9 +230,14 @@ impl Invariant {
                 &[I::CloseIncomplete]
             }
             M::CloseCompletesEarly | M::TaintCompletesClose => &[I::CloseEarly],
-            M::SetCapacityRevivesClosed => {
-                &[I::OpenAfterClose, I::CloseStalled, I::CloseIncomplete]
-            }
+            // A closed pool stays closed: it neither reopens, nor reports
+            // itself open or resized.
+            M::SetCapacityRevivesClosed => &[
+                I::Accounting,
+                I::OpenAfterClose,
+                I::CloseStalled,
+                I::CloseIncomplete,
+            ],
             M::CloseDeadlineUnarmed | M::ZeroCloseTimeoutAsNone => &[I::CloseStalled],
             M::ServePrefersSettingMatch | M::NewestWaiterFirst => &[I::QueueJumped],
             M::BackoffNeverRefills | M::FloorRefillWaitsForAcquire => &[I::FloorNotRestored],

@@ -21,21 +21,11 @@ pub trait SimPool {
     fn poll_command(&mut self) -> Option<Command>;
     /// When the pool next wants `handle_timeout`.
     fn poll_timeout(&self) -> Option<Time>;
-    /// The pool's stats: gauges and counters, for reports (and the
-    /// registry's GC).
+    /// The pool's stats: its gauges (lifecycle, capacity, held, opening,
+    /// idle, borrowed, waiters), compared with ground truth after every
+    /// input and timer firing, and its counters (see `reports_counters`).
+    /// Called often: keep it cheap.
     fn stats(&self) -> Stats;
-    /// The gauges the checkers compare with ground truth, after every event.
-    /// Override when `stats` is costly.
-    fn gauges(&self) -> Gauges {
-        let s = self.stats();
-        Gauges {
-            opening: s.opening,
-            idle: s.idle,
-            borrowed: s.borrowed,
-            held: s.held,
-            waiters: s.waiters,
-        }
-    }
     /// Every connection the pool tracks, with its state, in any order.
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>);
     /// Whether `stats` keeps the counters (opened, granted, rejected,
@@ -51,16 +41,6 @@ pub trait SimPool {
     fn check_consistency(&self) -> Result<(), String> {
         Ok(())
     }
-}
-
-/// What a pool holds now, by its own count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Gauges {
-    pub opening: usize,
-    pub idle: usize,
-    pub borrowed: usize,
-    pub held: usize,
-    pub waiters: usize,
 }
 
 impl SimPool for Pool {
@@ -82,17 +62,6 @@ impl SimPool for Pool {
 
     fn stats(&self) -> Stats {
         Pool::stats(self)
-    }
-
-    fn gauges(&self) -> Gauges {
-        let (opening, idle, borrowed, waiters) = Pool::gauges(self);
-        Gauges {
-            opening,
-            idle,
-            borrowed,
-            held: opening + idle + borrowed,
-            waiters,
-        }
     }
 
     fn conns(&self, out: &mut Vec<(ConnId, ConnState)>) {

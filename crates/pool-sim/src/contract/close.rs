@@ -16,10 +16,12 @@
 //! - **close-stalled**: Close completes by its deadline (plus the slack),
 //!   and at the latest at the end of the step in which nothing is held any
 //!   more.
+//! - **accounting**: the pool reports its lifecycle (open, closing, closed)
+//!   as the truth has it.
 //! - **unjustified-disconnect**: `Closing` (a disconnect or an abort) only
 //!   once Close began.
 
-use pool_core::{ConnId, Time};
+use pool_core::{ConnId, Lifecycle, Time};
 
 use super::{Owed, late_after};
 use crate::invariant::Invariant;
@@ -95,6 +97,23 @@ impl<P: SimPool> World<P> {
     /// At the end of a step: Close's immediate work is done, and it is
     /// complete if nothing is held.
     pub(super) fn check_close_progress(&mut self, px: usize, census: &Census) {
+        self.check_close_progress_of(px, census);
+        // The pool says where it is in its life as the truth has it.
+        let slot = &self.pools[px];
+        let lifecycle = match slot.close {
+            None => Lifecycle::Open,
+            Some(c) if c.completed_at.is_none() => Lifecycle::Closing,
+            Some(_) => Lifecycle::Closed,
+        };
+        let reported = slot.pool.stats().lifecycle;
+        if reported != lifecycle {
+            let detail =
+                format!("P{px} reports itself {reported:?}, ground truth is {lifecycle:?}");
+            self.violate(Invariant::Accounting, detail);
+        }
+    }
+
+    fn check_close_progress_of(&mut self, px: usize, census: &Census) {
         let slot = &self.pools[px];
         let Some(close) = slot.close else {
             return;

@@ -78,33 +78,27 @@ impl<P: SimPool> World<P> {
         (census, problem)
     }
 
-    pub(super) fn check_gauges(&mut self, px: usize, census: &Census) {
+    /// The pool's stats against ground truth: its gauges (its lifecycle is
+    /// the close family's), and its counters if it keeps them.
+    pub(super) fn check_stats(&mut self, px: usize, census: &Census) {
         self.counters.count(Invariant::Accounting);
         let slot = &self.pools[px];
-        let stats = slot.pool.gauges();
-        let truth = [
+        let stats = slot.pool.stats();
+        let gauges = [
+            ("capacity", slot.capacity, stats.capacity),
             ("opening", census.opening, stats.opening),
             ("idle", census.pooled, stats.idle),
             ("borrowed", census.borrowed, stats.borrowed),
             ("held", census.held(), stats.held),
             ("waiters", slot.waiting.len(), stats.waiters),
         ];
-        if let Some((name, want, got)) = truth.into_iter().find(|(_, want, got)| want != got) {
-            self.violate(
-                Invariant::Accounting,
-                format!("P{px} reports {name}={got}, ground truth is {want}"),
-            );
+        if let Some((name, want, got)) = gauges.into_iter().find(|(_, want, got)| want != got) {
+            let detail = format!("P{px} reports {name}={got}, ground truth is {want}");
+            return self.violate(Invariant::Accounting, detail);
         }
-    }
-
-    /// The pool's counters against the world's own counts.
-    pub(super) fn check_counters(&mut self, px: usize) {
-        let slot = &self.pools[px];
         if !slot.pool.reports_counters() {
             return;
         }
-        self.counters.count(Invariant::Accounting);
-        let stats = slot.pool.stats();
         let mismatch = slot
             .contract
             .ledger

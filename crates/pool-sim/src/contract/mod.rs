@@ -412,8 +412,7 @@ impl<P: SimPool> World<P> {
     fn check_pool(&mut self, px: usize) {
         let census = self.check_conns(px);
         self.pools[px].counted = census;
-        self.check_gauges(px, &census);
-        self.check_counters(px);
+        self.check_stats(px, &census);
         self.check_idle_while_waiting(px, &census);
         self.check_waiters_covered(px, &census);
         self.check_close_progress(px, &census);
