@@ -80,17 +80,31 @@ pub fn run(args: Args) -> i32 {
         args.max_seeds,
         args.events
     );
+    let expected_of = |m: Mutation| {
+        Invariant::catching(m)
+            .iter()
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let name_width = mutations.iter().map(|m| m.name().len()).max().unwrap_or(8);
+    let expected_width = mutations
+        .iter()
+        .map(|&m| expected_of(m).len())
+        .max()
+        .unwrap_or(8);
+    let found_width = Invariant::ALL
+        .iter()
+        .map(|i| i.name().len())
+        .max()
+        .unwrap_or(5);
     println!(
-        "{:<28} {:<33} {:<24} {:>10} {:>11} {:>9}  verdict",
+        "{:<name_width$} {:<expected_width$} {:<found_width$} {:>10} {:>11} {:>9}  verdict",
         "mutation", "expected", "found", "first seed", "seeds tried", "wall"
     );
     let mut bad = Vec::new();
     for mutation in mutations {
         let h = hunt(mutation, args.max_seeds, args.events, jobs);
-        let expected: Vec<&str> = Invariant::catching(mutation)
-            .iter()
-            .map(|i| i.name())
-            .collect();
         // A found outcome is a failure: an invariant, or else a panic.
         let (found, seed) = match &h.found {
             Some((seed, outcome)) => (
@@ -107,9 +121,9 @@ pub fn run(args: Args) -> i32 {
             "WRONG INVARIANT"
         };
         println!(
-            "{:<28} {:<33} {:<24} {:>10} {:>11} {:>8.2}s  {verdict}",
+            "{:<name_width$} {:<expected_width$} {:<found_width$} {:>10} {:>11} {:>8.2}s  {verdict}",
             mutation.name(),
-            expected.join(" / "),
+            expected_of(mutation),
             found,
             seed,
             h.seeds_tried,
