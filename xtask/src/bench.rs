@@ -226,6 +226,7 @@ fn same_workload(rounds: u64) -> (f64, f64, f64) {
             ..WorldConfig::default()
         },
         steps,
+        meta: Vec::new(),
     };
     let events = (rounds * u64::from(CLIENTS) * 2) as f64;
     let reps = 20;

@@ -115,7 +115,20 @@ pub fn outcome_line(outcome: &Outcome) -> String {
             v.at
         ),
         Outcome::Panicked { at, message } => format!("PANIC at t={at}: {message}"),
+        Outcome::Script(stop) => format!("FAIL: {}", script_stop(stop)),
     }
+}
+
+/// A script's stop: which step, on which line, and why.
+pub fn script_stop(stop: &pool_sim::scenario::ScriptStop) -> String {
+    use pool_sim::scenario::StopKind;
+    let what = match stop.kind {
+        StopKind::Assertion => "assertion failed",
+        StopKind::Skipped => "step resolved to nothing",
+        StopKind::Unresolved => "name did not resolve",
+    };
+    let line = stop.line.map(|l| format!("line {l}, ")).unwrap_or_default();
+    format!("{what} ({line}step {}): {}", stop.step, stop.message)
 }
 
 /// What a person needs when a run fails: what broke, when, the story so far.
@@ -134,6 +147,9 @@ pub fn failure(report: &Report) -> String {
         }
         Outcome::Panicked { at, message } => {
             out.push_str(&format!("\npanic at virtual time {at}:\n  {message}\n"));
+        }
+        Outcome::Script(stop) => {
+            out.push_str(&format!("\n{}\n", script_stop(stop)));
         }
     }
     out.push_str(&format!("\nlast {} trace lines:\n", report.tail.len()));

@@ -51,8 +51,10 @@ pub fn run(args: Args) -> i32 {
     }
     let mut worst = 0;
     let mut failed = 0;
+    let mut assertions = 0;
     for file in &files {
-        let code = replay_one(file, args.mutation, args.verbose, args.perfetto.as_deref());
+        let (code, held) = replay_one(file, args.mutation, args.verbose, args.perfetto.as_deref());
+        assertions += held;
         if code != 0 {
             failed += 1;
             worst = worst.max(code);
@@ -60,7 +62,7 @@ pub fn run(args: Args) -> i32 {
     }
     if files.len() > 1 {
         println!(
-            "\nreplayed {} scenarios: {} as expected, {failed} not",
+            "\nreplayed {} scenarios: {} as expected, {failed} not; {assertions} assertions checked",
             files.len(),
             files.len() - failed
         );
@@ -68,12 +70,25 @@ pub fn run(args: Args) -> i32 {
     worst
 }
 
-/// Replay one file; 0 when it ends as expected.
+/// Replay one file: 0 when it ends as expected, and the assertions it
+/// checked.
 fn replay_one(
     path: &Path,
     mutation: Option<Mutation>,
     verbose: bool,
     perfetto: Option<&Path>,
+) -> (i32, u64) {
+    let mut assertions = 0;
+    let code = replay_file(path, mutation, verbose, perfetto, &mut assertions);
+    (code, assertions)
+}
+
+fn replay_file(
+    path: &Path,
+    mutation: Option<Mutation>,
+    verbose: bool,
+    perfetto: Option<&Path>,
+    assertions: &mut u64,
 ) -> i32 {
     let scenario = match Scenario::load(path) {
         Ok(s) => s,
@@ -92,6 +107,7 @@ fn replay_one(
         ..Options::default()
     };
     let report = run_scenario(&scenario, options);
+    *assertions += report.counters.assertions;
     if let Some(out) = perfetto
         && let Err(code) = print::write_perfetto(out, &report)
     {
@@ -125,8 +141,12 @@ fn replay_one(
         );
         return failure_code(&report.outcome);
     }
+    let asserted = match report.counters.assertions {
+        0 => String::new(),
+        n => format!(", {n} assertions held"),
+    };
     let mut line = format!(
-        "ok   {} ({steps} steps, expect {}, trace {:016x})",
+        "ok   {} ({steps} steps{asserted}, expect {}, trace {:016x})",
         path.display(),
         scenario.expect,
         report.trace_hash

@@ -15,31 +15,20 @@ use crate::world::{ClientState, Notice, Owner, Service, Session, World};
 pub trait Driver<P: SimPool> {
     /// The next step, or `None` when this driver is done.
     fn next(&mut self, world: &mut World<P>) -> Option<Step>;
+    /// The step just handed out was applied and resolved to `target`.
+    fn applied(&mut self, world: &mut World<P>, target: &crate::trace::Target) {
+        let _ = (world, target);
+    }
+    /// Why the driver stopped the run short (a script's failed assertion,
+    /// a step that resolved to nothing), if it did.
+    fn stop(&self) -> Option<&crate::scenario::ScriptStop> {
+        None
+    }
 }
 
 /// How many steps the generator's Close waits, past its step, for a
 /// request to be waiting.
 const CLOSE_WAIT_STEPS: u64 = 100;
-
-/// Replays a fixed list of steps (a scenario file, a shrink candidate).
-#[derive(Debug)]
-pub struct Script<'a> {
-    steps: std::slice::Iter<'a, Step>,
-}
-
-impl<'a> Script<'a> {
-    pub fn new(steps: &'a [Step]) -> Script<'a> {
-        Script {
-            steps: steps.iter(),
-        }
-    }
-}
-
-impl<P: SimPool> Driver<P> for Script<'_> {
-    fn next(&mut self, _world: &mut World<P>) -> Option<Step> {
-        self.steps.next().cloned()
-    }
-}
 
 /// The seeded generator of the safety phase. It keeps an agenda of planned
 /// events (a connect's answer after its latency, a client's release after

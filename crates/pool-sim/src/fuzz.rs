@@ -119,6 +119,7 @@ impl Case {
             pool: self.pool.config(),
             world,
             steps,
+            meta: Vec::new(),
         }
     }
 }

@@ -5,10 +5,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pool_core::{Config, Mutation, Pool, Stats, Time};
 
-use crate::driver::{Driver, Generator, Healer, Script};
+use crate::driver::{Driver, Generator, Healer};
 use crate::invariant::{Invariant, Kind, Violation};
 use crate::pool::SimPool;
-use crate::scenario::{Expect, Scenario};
+use crate::scenario::{Expect, Scenario, ScriptDriver, ScriptStop, StopKind};
 use crate::swarm::{Rng, Swarm};
 use crate::trace::{Keep, Line, Target};
 use crate::transition::Step;
@@ -24,6 +24,10 @@ pub enum Outcome {
         at: Time,
         message: String,
     },
+    /// A scenario's script stopped: an assertion did not hold (exit 3, like
+    /// a safety failure), or a step resolved to nothing (exit 1: the file
+    /// is wrong).
+    Script(ScriptStop),
 }
 
 /// The exit code of a run that panicked (the pool or the simulator).
@@ -49,6 +53,10 @@ impl Outcome {
             Outcome::Pass => 0,
             Outcome::Violated(v) => v.invariant.kind().exit_code(),
             Outcome::Panicked { .. } => PANIC_EXIT_CODE,
+            Outcome::Script(stop) => match stop.kind {
+                StopKind::Assertion => Kind::Safety.exit_code(),
+                StopKind::Skipped | StopKind::Unresolved => 1,
+            },
         }
     }
 
@@ -140,7 +148,10 @@ pub fn record_seed(seed: u64, events: u64, options: Options) -> (Scenario, Repor
         pool: swarm.pool,
         world: swarm.world,
         steps: report.recorded.iter().map(|(s, _)| s.clone()).collect(),
+        meta: Vec::new(),
     };
+    let mut scenario = scenario;
+    scenario.mark_skips(report.recorded.iter().map(|(_, target)| target));
     (scenario, report)
 }
 
@@ -156,7 +167,7 @@ pub fn run_scenario(scenario: &Scenario, options: Options) -> Report {
 
 /// Replay a scenario's steps against any pool.
 pub fn run_steps<P: SimPool>(make: MakePool<P>, scenario: &Scenario, options: Options) -> Report {
-    let mut script = Script::new(&scenario.steps);
+    let mut script = ScriptDriver::new(&scenario.steps, &scenario.meta);
     run(
         make,
         scenario.pool.clone(),
@@ -205,8 +216,12 @@ pub fn run<P: SimPool>(
                 break;
             };
             let target = world.apply(&step);
+            driver.applied(world, &target);
             if options.record {
                 recorded.push((step, target));
+            }
+            if driver.stop().is_some() {
+                return;
             }
         }
         if world.violation().is_some() {
@@ -249,9 +264,10 @@ pub fn run<P: SimPool>(
             at: world.now(),
             message: panic_message(payload.as_ref()),
         },
-        Ok(()) => match world.violation() {
-            Some(v) => Outcome::Violated(v.clone()),
-            None => Outcome::Pass,
+        Ok(()) => match (world.violation(), driver.stop()) {
+            (Some(v), _) => Outcome::Violated(v.clone()),
+            (None, Some(stop)) => Outcome::Script(stop.clone()),
+            (None, None) => Outcome::Pass,
         },
     };
     let end = world.now();

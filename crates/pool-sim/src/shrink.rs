@@ -58,7 +58,7 @@ pub fn shrink(scenario: &Scenario, keeps: Keeps) -> Option<Shrunk> {
     let mut current = Scenario {
         expect: Expect::Violation(keeps.invariant),
         mutation: keeps.mutation,
-        ..scenario.clone()
+        ..plain(scenario)
     };
     if !keeps.holds(&current, &mut runs) {
         return None;
@@ -75,11 +75,45 @@ pub fn shrink(scenario: &Scenario, keeps: Keeps) -> Option<Shrunk> {
             break;
         }
     }
+    // Written strictly: only the steps that resolve to nothing may.
+    let record = Options {
+        record: true,
+        ..Options::default()
+    };
+    let replay = run_scenario(&current, record);
+    current.mark_skips(replay.recorded.iter().map(|(_, target)| target));
     Some(Shrunk {
         scenario: current,
         steps_before,
         runs,
     })
+}
+
+/// The scenario as a plain sequence of the vocabulary's steps: a script
+/// with names, backend modes or assertions is replayed once and its steps
+/// taken as they resolved (the backend's answers become steps of their own;
+/// assertions are not kept).
+fn plain(scenario: &Scenario) -> Scenario {
+    let scripted = scenario
+        .meta
+        .iter()
+        .any(|m| m.select.is_some() || m.entry != crate::scenario::Entry::Step);
+    if !scripted {
+        return Scenario {
+            meta: Vec::new(),
+            ..scenario.clone()
+        };
+    }
+    let record = Options {
+        record: true,
+        ..Options::default()
+    };
+    let replay = run_scenario(scenario, record);
+    Scenario {
+        steps: replay.recorded.into_iter().map(|(step, _)| step).collect(),
+        meta: Vec::new(),
+        ..scenario.clone()
+    }
 }
 
 /// Try `steps` in place of the current ones; keep them if the failure holds.

@@ -112,6 +112,7 @@ pub fn scenario(max_steps: usize) -> impl Strategy<Value = Scenario> {
             pool,
             world,
             steps,
+            meta: Vec::new(),
         }
     })
 }

@@ -127,6 +127,26 @@ impl Transition {
     }
 }
 
+/// The keys a scenario file may give each transition, besides `do` and
+/// `at_ms`. serde takes any extra key on a variant without fields (`{ do =
+/// "kill-all", session = 0 }`); scenario files are held to this list, so a
+/// misplaced key is an error, not a silent no-op.
+pub fn fields(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "acquire" => &["client", "setting", "timeout_ms"],
+        "cancel" | "release" | "taint" | "detach" | "unlisten" => &["client"],
+        "connect-ok" | "connect-fail" | "ready-then-fin" => &["attempt"],
+        "kill" => &["session"],
+        "deliver" => &["signal"],
+        "set-capacity" => &["capacity", "pool"],
+        "close" => &["timeout_ms", "pool"],
+        "login" => &["client", "key", "timeout_ms"],
+        "orphan" | "spawn" => &["process"],
+        "kill-all" | "gc" | "wait" => &[],
+        _ => return None,
+    })
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

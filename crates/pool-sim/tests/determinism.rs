@@ -66,6 +66,7 @@ fn a_recorded_seed_replays_to_the_same_trace_through_a_file() {
             pool: swarm.pool,
             world: swarm.world,
             steps: original.recorded.iter().map(|(s, _)| s.clone()).collect(),
+            meta: Vec::new(),
         };
         // Through the text format and back, as `--record` and `replay` do.
         let text = scenario.to_toml("test", None);

@@ -55,6 +55,16 @@ fn replay(path: &Path, as_written: bool) -> Result<(), Failed> {
         Outcome::Pass => Expect::Pass,
         Outcome::Violated(v) => Expect::Violation(v.invariant),
         Outcome::Panicked { message, .. } => return Err(format!("panicked: {message}").into()),
+        Outcome::Script(stop) => {
+            let line = stop.line.map(|l| format!(":{l}")).unwrap_or_default();
+            return Err(format!(
+                "{}{line}: {:?}: {}",
+                path.display(),
+                stop.kind,
+                stop.message
+            )
+            .into());
+        }
     };
     if got == scenario.expect {
         return Ok(());

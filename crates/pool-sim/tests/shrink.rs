@@ -48,7 +48,7 @@ fn a_hunted_failure_shrinks_to_a_one_minimal_scenario() {
     // 1-minimal: without any one step, the failure is gone.
     for i in 0..small.steps.len() {
         let mut fewer = small.clone();
-        fewer.steps.remove(i);
+        fewer.remove_step(i);
         let clean = Scenario {
             mutation: None,
             ..fewer.clone()

@@ -106,9 +106,48 @@ pub(crate) struct Ledger {
     tainted: u64,
     detached: u64,
     stale_events: u64,
+    /// By reason, in the order of `DisconnectReason`, `AbortReason` and
+    /// `RejectReason` (for scenario files' assertions).
+    disconnected_by: [u64; 5],
+    aborted_by: [u64; 3],
+    rejected_by: [u64; 3],
 }
 
 impl Ledger {
+    /// Every count, by the name scenario files assert it under.
+    pub(crate) fn named(&self) -> [(&'static str, u64); 25] {
+        let [dis_idle, dis_lifetime, dis_tainted, dis_over, dis_closing] = self.disconnected_by;
+        let [ab_timeout, ab_over, ab_closing] = self.aborted_by;
+        let [rej_timeout, rej_failed, rej_closed] = self.rejected_by;
+        [
+            ("opened", self.opened),
+            ("reopened", self.reopened),
+            ("connected", self.connected),
+            ("connect_failures", self.connect_failures),
+            ("aborted", self.aborted),
+            ("aborted_connect_timeout", ab_timeout),
+            ("aborted_over_capacity", ab_over),
+            ("aborted_closing", ab_closing),
+            ("disconnected", self.disconnected),
+            ("disconnected_idle_timeout", dis_idle),
+            ("disconnected_lifetime", dis_lifetime),
+            ("disconnected_tainted", dis_tainted),
+            ("disconnected_over_capacity", dis_over),
+            ("disconnected_closing", dis_closing),
+            ("closed_by_server", self.closed_by_server),
+            ("granted", self.granted),
+            ("rejected", self.rejected),
+            ("rejected_timeout", rej_timeout),
+            ("rejected_connect_failed", rej_failed),
+            ("rejected_closed", rej_closed),
+            ("cancelled", self.cancelled),
+            ("tainted", self.tainted),
+            ("detached", self.detached),
+            ("stale", self.stale_events),
+            ("timed_out", self.timed_out),
+        ]
+    }
+
     /// Each count beside the pool's own, by name.
     fn against(&self, s: &Stats) -> [(&'static str, u64, u64); 15] {
         [
@@ -176,12 +215,26 @@ impl PoolContract {
             }
             Command::Abort { reason, .. } => {
                 l.aborted += 1;
+                l.aborted_by[match reason {
+                    AbortReason::ConnectTimeout => 0,
+                    AbortReason::OverCapacity => 1,
+                    AbortReason::Closing => 2,
+                }] += 1;
                 if reason == AbortReason::ConnectTimeout {
                     l.connect_failures += 1;
                     self.drain.failures += 1;
                 }
             }
-            Command::Disconnect { .. } => l.disconnected += 1,
+            Command::Disconnect { reason, .. } => {
+                l.disconnected += 1;
+                l.disconnected_by[match reason {
+                    DisconnectReason::IdleTimeout => 0,
+                    DisconnectReason::Lifetime => 1,
+                    DisconnectReason::Tainted => 2,
+                    DisconnectReason::OverCapacity => 3,
+                    DisconnectReason::Closing => 4,
+                }] += 1;
+            }
             Command::Grant { request, .. } => {
                 l.granted += 1;
                 let youngest = &mut self.drain.youngest_granted;
@@ -189,6 +242,11 @@ impl PoolContract {
             }
             Command::Reject { reason, .. } => {
                 l.rejected += 1;
+                l.rejected_by[match reason {
+                    RejectReason::Timeout => 0,
+                    RejectReason::ConnectFailed => 1,
+                    RejectReason::Closed => 2,
+                }] += 1;
                 l.timed_out += u64::from(reason == RejectReason::Timeout);
                 if reason == RejectReason::ConnectFailed {
                     self.drain.failures = self.drain.failures.saturating_sub(1);

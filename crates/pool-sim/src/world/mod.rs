@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use pool_core::{
-    Command, Config, ConnId, ConnState, Input, Key, Mutation, PoolId, RequestId, Setting, Time,
-    Watchdog,
+    Command, Config, ConnId, ConnState, Input, Key, Mutation, PoolId, RejectReason, RequestId,
+    Setting, Time, Watchdog,
 };
 use serde::{Deserialize, Serialize};
 
@@ -232,6 +232,26 @@ pub struct Client {
     pub pool: Option<u32>,
     /// Its process was orphaned (its parent killed): it starts nothing new.
     pub orphaned: bool,
+    /// Its latest acquire, and how it ended (scenario files assert on it).
+    pub last: Option<LastRequest>,
+}
+
+/// A client's latest acquire and its answer so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastRequest {
+    pub request: RequestId,
+    pub reply: Reply,
+    /// When it was made, then when it was answered.
+    pub at: Time,
+}
+
+/// How an acquire ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Waiting,
+    Granted(ConnId),
+    Rejected(RejectReason),
+    Cancelled,
 }
 
 /// Something that happened which a driver may want to plan around.
@@ -419,6 +439,8 @@ pub struct Counters {
     pub timeouts: u64,
     pub inputs: u64,
     pub commands: u64,
+    /// A scenario's assertions checked (each key of an `assert` table).
+    pub assertions: u64,
     /// Faults fired, by name, for the summary.
     pub faults: BTreeMap<&'static str, u64>,
 }
@@ -464,6 +486,9 @@ pub struct World<P> {
     pub(crate) trace: Trace,
     pub(crate) counters: Counters,
     pub(crate) violation: Option<Violation>,
+    /// Every command since it was last taken, when a scenario asserts on
+    /// them (`None`: not kept, the usual case).
+    pub(crate) command_log: Option<Vec<(u32, Command)>>,
     pub(crate) scratch: Vec<(ConnId, ConnState)>,
 }
 
@@ -496,6 +521,7 @@ impl<P: SimPool> World<P> {
                 probe: false,
                 pool: None,
                 orphaned: false,
+                last: None,
             })
             .collect();
         let registry = (config.keys > 0).then(|| topology::RegistryTruth::new(mutation));
@@ -522,6 +548,7 @@ impl<P: SimPool> World<P> {
             trace: Trace::new(keep),
             counters: Counters::default(),
             violation: None,
+            command_log: None,
             scratch: Vec::new(),
         };
         if world.registry.is_none() {
@@ -585,6 +612,19 @@ impl<P: SimPool> World<P> {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Keep every command from now on, for `take_command_log`.
+    pub fn log_commands(&mut self) {
+        self.command_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The commands kept since the last call (empty unless `log_commands`).
+    pub fn take_command_log(&mut self) -> Vec<(u32, Command)> {
+        self.command_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Move the notices since the last call into `out` (cleared first).
@@ -894,6 +934,11 @@ impl<P: SimPool> World<P> {
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Waiting { request };
         c.pool = Some(px);
+        c.last = Some(LastRequest {
+            request,
+            reply: Reply::Waiting,
+            at: self.now,
+        });
         self.notice(Notice::Waiting { client, request });
         let target = Target::Client {
             client,
@@ -916,6 +961,7 @@ impl<P: SimPool> World<P> {
         let (ClientState::Waiting { request }, Some(px)) = (c.state, c.pool) else {
             return (Target::Skipped("client is not waiting"), None);
         };
+        self.answered(client, Reply::Cancelled);
         self.end_wait(px, request);
         self.set_client_idle(client);
         let target = Target::Client {
@@ -1137,6 +1183,15 @@ impl<P: SimPool> World<P> {
         }
     }
 
+    /// `client`'s latest acquire is answered, now.
+    fn answered(&mut self, client: u32, reply: Reply) {
+        let now = self.now;
+        if let Some(last) = &mut self.clients[client as usize].last {
+            last.reply = reply;
+            last.at = now;
+        }
+    }
+
     fn set_client_idle(&mut self, client: u32) {
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Idle;
@@ -1240,6 +1295,9 @@ impl<P: SimPool> World<P> {
             self.counters.commands += 1;
             self.trace
                 .push(self.now, Event::Command(px, command.clone()));
+            if let Some(log) = &mut self.command_log {
+                log.push((px, command.clone()));
+            }
             // The contract judges the command against the state before it;
             // then the ground truth moves.
             self.check_command(px, &command);
@@ -1282,7 +1340,7 @@ impl<P: SimPool> World<P> {
                 setting,
                 apply_setting,
             } => self.on_grant(px, request, conn, setting, apply_setting),
-            Command::Reject { request, .. } => self.on_reject(px, request),
+            Command::Reject { request, reason } => self.on_reject(px, request, reason),
             Command::CloseComplete { .. } => {
                 let now = self.now;
                 if let Some(close) = &mut self.pools[px as usize].close {
@@ -1314,6 +1372,7 @@ impl<P: SimPool> World<P> {
         truth.view = View::Borrowed { client };
         truth.last_active = now;
         self.end_wait(px, request);
+        self.answered(client, Reply::Granted(conn));
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Holding { conn, since: now };
         c.probe = false;
@@ -1321,8 +1380,9 @@ impl<P: SimPool> World<P> {
         self.first_connect_landed(px, request, true);
     }
 
-    fn on_reject(&mut self, px: u32, request: RequestId) {
+    fn on_reject(&mut self, px: u32, request: RequestId, reason: RejectReason) {
         let client = self.pools[px as usize].waiting[&request].client;
+        self.answered(client, Reply::Rejected(reason));
         self.end_wait(px, request);
         self.set_client_idle(client);
         self.first_connect_landed(px, request, false);
