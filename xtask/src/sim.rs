@@ -23,6 +23,11 @@ pub struct Args {
     /// Write the run as a scenario file that replays it without the RNG.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// With --record: end the file with assertions of what held at the end
+    /// of the safety phase (each pool's gauges and counts, each client's
+    /// answer), so the recording fails when a change alters them.
+    #[arg(long, requires = "record")]
+    record_asserts: bool,
     /// Write the run as Chrome Trace Event JSON (open it in ui.perfetto.dev):
     /// a track per connection, client waits, faults, the violation.
     #[arg(long, value_name = "FILE")]
@@ -38,6 +43,7 @@ pub fn run(args: Args) -> i32 {
     let options = Options {
         keep: print::keep(args.verbose, args.perfetto.is_some()),
         mutation: args.mutation,
+        record_asserts: args.record_asserts,
         ..Options::default()
     };
     print!("pool-sim: seed {}, {} events", args.seed, args.events);
@@ -73,11 +79,15 @@ pub fn run(args: Args) -> i32 {
             about: format!("Recorded by `{reproduce}`."),
             ..recorded
         };
-        let notes: Vec<String> = report
+        let mut notes: Vec<String> = report
             .recorded
             .iter()
             .map(|(_, target)| print::target_note(target))
             .collect();
+        notes.resize(
+            scenario.steps.len(),
+            "what held at the end of the safety phase".to_owned(),
+        );
         let header = format!(
             "pool-sim scenario, recorded by `{reproduce} --record`.\nReplay: cargo xtask replay <this file>\nThe seed also drew (not needed to replay):\n{}",
             print::options(&swarm).trim_end()
@@ -86,8 +96,13 @@ pub fn run(args: Args) -> i32 {
             eprintln!("error: cannot write {}: {e}", path.display());
             return 1;
         }
+        let asserted = scenario
+            .meta
+            .iter()
+            .filter(|m| matches!(m.entry, pool_sim::scenario::Entry::Assert(_)))
+            .count();
         println!(
-            "recorded {} steps to {} (replay: cargo xtask replay {})",
+            "recorded {} steps ({asserted} of them assertions) to {} (replay: cargo xtask replay {})",
             scenario.steps.len(),
             path.display(),
             path.display()

@@ -8,7 +8,10 @@ use pool_core::{Config, Mutation, Pool, Stats, Time};
 use crate::driver::{Driver, Generator, Healer};
 use crate::invariant::{Invariant, Kind, Violation};
 use crate::pool::SimPool;
-use crate::scenario::{Expect, Scenario, ScriptDriver, ScriptStop, StopKind};
+use crate::scenario::script::snapshot;
+use crate::scenario::{
+    Check, Entry, Expect, Scenario, ScriptDriver, ScriptStop, StepMeta, StopKind,
+};
 use crate::swarm::{Rng, Swarm};
 use crate::trace::{Keep, Line, Target};
 use crate::transition::Step;
@@ -74,6 +77,9 @@ pub struct Options {
     pub keep: Keep,
     /// Keep the safety phase's steps (for `--record` and shrinking).
     pub record: bool,
+    /// With `record`: also keep the assertions that hold at the end of the
+    /// safety phase (`--record-asserts`), so the recording can fail.
+    pub record_asserts: bool,
     /// Run with a seed report's bug put back (for a scenario: instead of
     /// the file's own). Needs the `mutations` feature.
     pub mutation: Option<Mutation>,
@@ -95,6 +101,9 @@ pub struct Report {
     pub trace: Vec<Line>,
     /// The safety phase's steps and what each resolved to, when recording.
     pub recorded: Vec<(Step, Target)>,
+    /// With `record_asserts`: the assertions that held at the end of the
+    /// safety phase, and when.
+    pub asserts: Option<(Time, Vec<Vec<Check>>)>,
     /// The stats of the first pool at the end (the only one, in most runs).
     pub pool_stats: Stats,
     /// Pools made during the run.
@@ -152,6 +161,18 @@ pub fn record_seed(seed: u64, events: u64, options: Options) -> (Scenario, Repor
     };
     let mut scenario = scenario;
     scenario.mark_skips(report.recorded.iter().map(|(_, target)| target));
+    if let Some((at, groups)) = &report.asserts {
+        for checks in groups {
+            scenario.steps.push(Step {
+                at: *at,
+                transition: crate::transition::Transition::Wait,
+            });
+            scenario.meta.push(StepMeta {
+                entry: Entry::Assert(checks.clone()),
+                ..StepMeta::default()
+            });
+        }
+    }
     (scenario, report)
 }
 
@@ -202,6 +223,7 @@ pub fn run<P: SimPool>(
     options: Options,
 ) -> Report {
     let mut recorded = Vec::new();
+    let mut asserts = None;
     let mut world_slot: Option<World<P>> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let world = world_slot.insert(World::new(
@@ -226,6 +248,9 @@ pub fn run<P: SimPool>(
         }
         if world.violation().is_some() {
             return;
+        }
+        if options.record && options.record_asserts {
+            asserts = Some((world.now(), snapshot(world)));
         }
         world.heal();
         let mut healer = Healer::new(world);
@@ -255,6 +280,7 @@ pub fn run<P: SimPool>(
             tail: Vec::new(),
             trace: Vec::new(),
             recorded,
+            asserts,
             pool_stats: Stats::default(),
             pools: 0,
         };
@@ -288,6 +314,7 @@ pub fn run<P: SimPool>(
         tail: trace.tail().map(|l| l.to_string()).collect(),
         trace: trace.into_all(),
         recorded,
+        asserts,
         pool_stats,
         pools,
     }

@@ -289,8 +289,20 @@ fn parse_assert(
             "one client answer per assertion: granted, rejected, waiting or cancelled".to_owned(),
         ),
     };
+    // `granted`, `rejected` and `cancelled` are a client's answer when a
+    // client is named, else the pool's counts.
+    let answers = client.is_some();
     for (key, value) in table {
         match (key.as_str(), value) {
+            ("granted" | "rejected" | "cancelled", value) if !answers && value.is_integer() => {
+                let name = key.clone();
+                let value = value
+                    .as_integer()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| format!("`{name}` must be a count"))?
+                    as u64;
+                checks.push(Check::Count { pool, name, value });
+            }
             ("granted", toml::Value::Boolean(true)) => set_reply(ExpectReply::Granted(None))?,
             ("granted", conn @ toml::Value::String(_)) => {
                 let (_, conn) = parse_conn(&conn)?;
@@ -368,6 +380,72 @@ fn parse_assert(
         return Err("an assertion that asserts nothing".to_owned());
     }
     Ok(checks)
+}
+
+// ----- recording -----
+
+/// The assertions that hold of `world` now: each pool's gauges, counts and
+/// lifecycle, and each client's latest answer. One group per assertion
+/// entry (a pool, or a client).
+pub fn snapshot<P: SimPool>(world: &World<P>) -> Vec<Vec<Check>> {
+    let mut groups = Vec::new();
+    for (px, slot) in world.pools().iter().enumerate() {
+        if slot.service == crate::world::Service::Exited {
+            continue;
+        }
+        let pool = px as u32;
+        let census = slot.census();
+        let gauges = [
+            census.held(),
+            census.pooled,
+            census.borrowed,
+            census.opening,
+            slot.waiting(),
+            slot.capacity,
+            census.sessions,
+        ];
+        let mut checks: Vec<Check> = GAUGES
+            .iter()
+            .zip(gauges)
+            .map(|(name, value)| Check::Count {
+                pool,
+                name: (*name).to_owned(),
+                value: value as u64,
+            })
+            .chain(
+                slot.contract
+                    .ledger
+                    .named()
+                    .into_iter()
+                    .map(|(name, value)| Check::Count {
+                        pool,
+                        name: name.to_owned(),
+                        value,
+                    }),
+            )
+            .collect();
+        let lifecycle = match slot.close {
+            None => Lifecycle::Open,
+            Some(c) if c.completed_at.is_none() => Lifecycle::Closing,
+            Some(_) => Lifecycle::Closed,
+        };
+        checks.push(Check::Lifecycle { pool, lifecycle });
+        groups.push(checks);
+    }
+    for (client, c) in world.clients().iter().enumerate() {
+        let Some(last) = c.last else { continue };
+        let reply = match last.reply {
+            Reply::Waiting => ExpectReply::Waiting,
+            Reply::Granted(conn) => ExpectReply::Granted(Some(conn)),
+            Reply::Rejected(reason) => ExpectReply::Rejected(reason),
+            Reply::Cancelled => ExpectReply::Cancelled,
+        };
+        groups.push(vec![Check::Client {
+            client: client as u32,
+            reply,
+        }]);
+    }
+    groups
 }
 
 // ----- replay -----
