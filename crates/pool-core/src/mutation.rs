@@ -94,6 +94,11 @@ mutations! {
     OpenPerWakeup = "open-per-wakeup", "class 8: bb8 f02f40f";
     /// Every connection retired at its lifetime is reopened, needed or not.
     ReopenIgnoresFloor = "reopen-ignores-floor", "class 8: vitess #20122 (item 3)";
+    /// A lifetime reopen dials during the reconnect backoff.
+    ReopenIgnoresBackoff = "reopen-ignores-backoff", "class 3/8: sqlx #3513 connect storm";
+    /// A failed connect starts no backoff: the floor is refilled at once,
+    /// again and again, against a failing server.
+    BackoffNeverStarts = "backoff-never-starts", "class 3: sqlx #3513 connect storm";
     // ----- 9: fill or replacement past max -----
     /// Filling the idle floor does not count the borrowed connections
     /// against the capacity.
@@ -169,6 +174,9 @@ mutations! {
     /// A shrink's count of connections to retire survives a grow.
     ResizeDebtOutlivesGrow = "resize-debt-outlives-grow", "class 24: deadpool #380";
     // ----- 25, 26: settings -----
+    /// A connection retired at its lifetime is not reopened: the floor's
+    /// refill opens a clean one in its place.
+    LifetimeRefillDropsSetting = "lifetime-refill-drops-setting", "class 25: vitess #20122 (item 4)";
     /// A connection expired on return is reopened without its setting.
     RecycleReopenDropsSetting = "recycle-reopen-drops-setting", "class 25: vitess #11256";
     /// A grant to a request that wants a clean session skips the reset.

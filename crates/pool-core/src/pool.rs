@@ -851,9 +851,11 @@ impl Pool {
             self.timers.disarm(w.deadline, Timer::Waiter(w.request));
             self.reject(w.request, RejectReason::ConnectFailed);
         }
+        // sqlx #3513: no backoff; every failure refilled the floor at once.
         if let Some(ms) = enabled(self.config.reconnect_backoff_ms)
             && self.backoff_until.is_none()
             && self.lifecycle == Lifecycle::Open
+            && !self.mutation.is(Mutation::BackoffNeverStarts)
         {
             let until = self.now.plus_ms(ms);
             self.backoff_until = Some(until);
@@ -868,7 +870,8 @@ impl Pool {
     }
 
     /// Replace a connection retired at its max lifetime with one that keeps
-    /// its setting, when the pool is open and the idle floor needs it.
+    /// its setting, when the pool is open, the idle floor needs it and no
+    /// reconnect backoff runs.
     ///
     /// Only the floor is refilled: reopening every retired connection would
     /// keep an idle pool at its high-water mark forever whenever
@@ -886,7 +889,14 @@ impl Pool {
         // vitess #20122 (3): every retired conn was reopened.
         let needed = self.counts.idle + self.counts.opening < floor
             || self.mutation.is(Mutation::ReopenIgnoresFloor);
-        if open && room && needed {
+        // A reopen refills the floor: like any refill, it waits out the
+        // reconnect backoff (the backoff's end refills the floor).
+        // sqlx #3513: reconnects ignored the failing server.
+        let backed_off =
+            self.backoff_until.is_some() && !self.mutation.is(Mutation::ReopenIgnoresBackoff);
+        // vitess #20122 (4): the refill, not the reopen, replaced the conn.
+        let reopens = !self.mutation.is(Mutation::LifetimeRefillDropsSetting);
+        if open && room && needed && !backed_off && reopens {
             // Vitess before #20122: connReopen read Setting() after replacing
             // the conn, so the reopened conn came back clean.
             let setting = if self.mutation.is(Mutation::ReopenDropsSetting) {

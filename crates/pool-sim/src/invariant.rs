@@ -199,9 +199,10 @@ impl Invariant {
             M::TaintKeepsSlot | M::BrokenReturnKeepsSlot => &[I::Accounting],
             M::HandoffWhileOverCapacity => &[I::CapacityStalled, I::CloseStalled],
             M::ReopenIgnoresClose => &[I::CloseStalled, I::OpenAfterClose],
-            M::ReopenDropsSetting | M::RecycleReopenDropsSetting | M::GrantSkipsReset => {
-                &[I::SettingLost]
-            }
+            M::ReopenDropsSetting
+            | M::RecycleReopenDropsSetting
+            | M::LifetimeRefillDropsSetting
+            | M::GrantSkipsReset => &[I::SettingLost],
             M::GcRemovesInitializing | M::GcRemovesBusy => &[I::GcRemovedInitializing],
             M::RegisterAfterConnect => &[I::DuplicatePool],
             M::OrphanKeepsPool => &[I::Footprint],
@@ -209,7 +210,10 @@ impl Invariant {
             M::ReleaseWakesNobody | M::AcquireSkipsIdle => &[I::IdleWhileWaiting],
             M::ConnectTimeoutWakesNobody => &[I::ConnectErrorLost, I::UncoveredWaiter],
             M::ConnectErrorSwallowed | M::HandshakeCloseSwallowed => &[I::ConnectErrorLost],
-            M::OpenPerWakeup | M::ReopenIgnoresFloor => &[I::UnjustifiedOpen],
+            M::OpenPerWakeup
+            | M::ReopenIgnoresFloor
+            | M::ReopenIgnoresBackoff
+            | M::BackoffNeverStarts => &[I::UnjustifiedOpen],
             M::FloorFillIgnoresCapacity | M::ReopenIgnoresCapacity | M::ZeroCapacityUnlimited => {
                 &[I::OverCapacity]
             }

@@ -11,7 +11,10 @@
 //!   in flight do not exceed the larger of the waiters and the idle floor's
 //!   shortfall (`min(min_idle, capacity)` minus the idle connections). A
 //!   reopen refills the floor, so it is held to the same bound. More is a
-//!   connect storm (a leftover notification, a retry per wakeup).
+//!   connect storm (a leftover notification, a retry per wakeup). And one
+//!   beyond the waiters (a floor refill, a reopen) waits out the reconnect
+//!   backoff a connect failure started (`reconnect_backoff_ms`; a success
+//!   ends it): a failing server is not hammered to keep an idle floor.
 //! - **connect-stalled**: with `connect_timeout_ms` set, no connect stays
 //!   pending past it (plus the slack): a hung connect is aborted and frees
 //!   its slot.
@@ -42,6 +45,15 @@ impl<P: SimPool> World<P> {
             let detail = format!(
                 "P{px} opens {conn}, making {} connects in flight for {waiters} waiter(s) and an idle floor short by {shortfall}",
                 census.opening + 1
+            );
+            return self.violate(Invariant::UnjustifiedOpen, detail);
+        }
+        if census.opening + 1 > waiters
+            && let Some(until) = slot.contract.backoff_until
+            && self.now < until
+        {
+            let detail = format!(
+                "P{px} opens {conn} for its idle floor during the reconnect backoff, which runs until {until}"
             );
             self.violate(Invariant::UnjustifiedOpen, detail);
         }

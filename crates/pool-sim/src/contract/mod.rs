@@ -41,7 +41,8 @@ mod settings;
 mod waiters;
 
 use pool_core::{
-    AbortReason, Command, ConnId, DisconnectReason, Input, RejectReason, RequestId, Stats, Time,
+    AbortReason, Command, ConnId, DisconnectReason, Input, RejectReason, RequestId, Setting, Stats,
+    Time,
 };
 
 use crate::invariant::{Invariant, Violation};
@@ -63,6 +64,9 @@ pub(crate) struct PoolContract {
     pub(crate) owed: Option<(Time, Owed)>,
     /// In the liveness phase: since when the idle floor has been short.
     pub(crate) floor_short_since: Option<Time>,
+    /// The reconnect backoff a connect failure started: until then the
+    /// floor is not refilled (a success ends it early).
+    pub(crate) backoff_until: Option<Time>,
 }
 
 /// What one drain (one input, or one timer firing) has done so far, for the
@@ -75,6 +79,9 @@ pub(crate) struct DrainNote {
     pub(crate) failures: u32,
     /// The youngest request granted in this drain.
     pub(crate) youngest_granted: Option<RequestId>,
+    /// Connections retired at their lifetime in this drain and not yet
+    /// replaced, with their settings: a refill stands in for one of them.
+    pub(crate) retired: Vec<(ConnId, Option<Setting>)>,
 }
 
 /// What a transport signal meant to the pool, by ground truth.
@@ -191,14 +198,25 @@ impl PoolContract {
         }
     }
 
+    /// A connect failed at `now`: the backoff starts, unless one runs.
+    fn failed(&mut self, now: Time, backoff_ms: u64) {
+        self.drain.failures += 1;
+        if backoff_ms > 0 && self.backoff_until.is_none_or(|until| until <= now) {
+            self.backoff_until = Some(now.plus_ms(backoff_ms));
+        }
+    }
+
     /// A transport signal is on its way to the pool.
-    pub(crate) fn note_heard(&mut self, heard: Heard) {
+    pub(crate) fn note_heard(&mut self, heard: Heard, now: Time, backoff_ms: u64) {
         let l = &mut self.ledger;
         match heard {
-            Heard::Connected => l.connected += 1,
+            Heard::Connected => {
+                l.connected += 1;
+                self.backoff_until = None;
+            }
             Heard::ConnectFailed => {
                 l.connect_failures += 1;
-                self.drain.failures += 1;
+                self.failed(now, backoff_ms);
             }
             Heard::ClosedByServer => l.closed_by_server += 1,
             Heard::Stale => l.stale_events += 1,
@@ -206,7 +224,7 @@ impl PoolContract {
     }
 
     /// The pool issued a command (already judged).
-    pub(crate) fn note_command(&mut self, command: &Command) {
+    pub(crate) fn note_command(&mut self, command: &Command, now: Time, backoff_ms: u64) {
         let l = &mut self.ledger;
         match *command {
             Command::Open { replaces, .. } => {
@@ -222,7 +240,7 @@ impl PoolContract {
                 }] += 1;
                 if reason == AbortReason::ConnectTimeout {
                     l.connect_failures += 1;
-                    self.drain.failures += 1;
+                    self.failed(now, backoff_ms);
                 }
             }
             Command::Disconnect { reason, .. } => {
@@ -360,7 +378,7 @@ impl<P: SimPool> World<P> {
             } => {
                 self.check_open_after_close(px, conn);
                 self.check_open_capacity(px, conn, &census);
-                self.check_reopen_setting(px, conn, setting, replaces);
+                self.check_reopen_setting(px, conn, setting, replaces, &census);
                 self.check_open_needed(px, conn, &census);
                 self.check_new_id(px, conn);
             }
@@ -414,7 +432,13 @@ impl<P: SimPool> World<P> {
         self.counters.count(Invariant::UnjustifiedDisconnect);
         match reason {
             DisconnectReason::IdleTimeout => self.check_idle_timeout_reason(px, conn, census),
-            DisconnectReason::Lifetime => self.check_lifetime_reason(px, conn),
+            DisconnectReason::Lifetime => {
+                self.check_lifetime_reason(px, conn);
+                let slot = &mut self.pools[px as usize];
+                if let Some(truth) = slot.conns.get(&conn) {
+                    slot.contract.drain.retired.push((conn, truth.setting));
+                }
+            }
             DisconnectReason::Tainted => self.check_tainted_reason(px, conn),
             DisconnectReason::OverCapacity => self.check_over_capacity_reason(px, conn, census),
             DisconnectReason::Closing => self.check_closing_reason(px, conn),

@@ -4,14 +4,17 @@
 //! - **setting-lost**: a grant hands the request a connection carrying
 //!   exactly the setting it asked for (applied on grant, or already there:
 //!   no state leaks from the last client, a reset is not skipped); and a
-//!   reopen (`Open` with `replaces`) keeps the setting of the connection it
-//!   replaces, whichever path (an idle expiry, a return) refilled it.
+//!   connection retired at its lifetime is replaced with its setting,
+//!   whichever path refills it: a reopen (`Open` with `replaces`) keeps the
+//!   setting of the one it names, and a refill of the floor in the same
+//!   drain (an `Open` beyond what the waiters need) carries the setting of
+//!   one retired there.
 
 use pool_core::{ConnId, RequestId, Setting};
 
 use crate::invariant::Invariant;
 use crate::pool::SimPool;
-use crate::world::{Qualified, World};
+use crate::world::{Census, Qualified, World};
 
 impl<P: SimPool> World<P> {
     pub(super) fn check_reopen_setting(
@@ -20,10 +23,36 @@ impl<P: SimPool> World<P> {
         conn: ConnId,
         setting: Option<Setting>,
         replaces: Option<ConnId>,
+        census: &Census,
     ) {
+        let slot = &mut self.pools[px as usize];
+        let retired = &mut slot.contract.drain.retired;
         let Some(old) = replaces else {
+            // A refill of the floor right after a retirement stands in for
+            // the retired connection: it keeps one of their settings.
+            if retired.is_empty() || census.opening < slot.waiting.len() {
+                return;
+            }
+            self.counters.count(Invariant::SettingLost);
+            match retired.iter().position(|&(_, s)| s == setting) {
+                Some(i) => {
+                    retired.remove(i);
+                }
+                None => {
+                    let lost: Vec<String> = retired
+                        .iter()
+                        .map(|(id, s)| format!("{id} ({s:?})"))
+                        .collect();
+                    let detail = format!(
+                        "P{px} refills its floor with {conn} ({setting:?}) after retiring {}: the setting is lost",
+                        lost.join(", ")
+                    );
+                    self.violate(Invariant::SettingLost, detail);
+                }
+            }
             return;
         };
+        retired.retain(|&(id, _)| id != old);
         self.counters.count(Invariant::SettingLost);
         let slot = &self.pools[px as usize];
         let before = slot

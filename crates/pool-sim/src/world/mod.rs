@@ -1149,7 +1149,10 @@ impl<P: SimPool> World<P> {
             // A connection the pool is rid of: stale.
             None => Heard::Stale,
         };
-        self.pools[pool as usize].contract.note_heard(heard);
+        let backoff_ms = self.pool_config.reconnect_backoff_ms;
+        self.pools[pool as usize]
+            .contract
+            .note_heard(heard, now, backoff_ms);
         let input = match kind {
             SignalKind::Connected => Input::Connected { conn },
             SignalKind::ConnectFailed => Input::ConnectFailed { conn },
@@ -1313,7 +1316,10 @@ impl<P: SimPool> World<P> {
     /// Carry out a command against the ground truth (the contract has
     /// already judged it).
     fn on_command(&mut self, px: u32, command: Command) {
-        self.pools[px as usize].contract.note_command(&command);
+        let (now, backoff_ms) = (self.now, self.pool_config.reconnect_backoff_ms);
+        self.pools[px as usize]
+            .contract
+            .note_command(&command, now, backoff_ms);
         match command {
             Command::Open { conn, setting, .. } => {
                 let now = self.now;
