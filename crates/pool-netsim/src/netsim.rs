@@ -203,13 +203,9 @@ fn healed(hub: &SharedHub) -> bool {
 
 /// Run seed `seed`.
 pub fn run(seed: u64) -> NetReport {
+    // The options first, then (from the same RNG) every fault.
     let mut rng = Rng::new(seed);
     let options = NetOptions::draw(&mut rng);
-    run_with(seed, options, rng)
-}
-
-/// Run `options`, drawing faults from `rng`.
-pub fn run_with(seed: u64, options: NetOptions, mut rng: Rng) -> NetReport {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(Duration::from_secs(3_600))

@@ -94,7 +94,7 @@ fn bun_ready_for_query_and_fin_in_one_write_to_every_conn_of_a_full_pool() {
             sleep(Duration::from_millis(200)).await;
             pool.check()?;
             let stats = pool.stats();
-            let sessions = server_in.sessions_of_role("bun");
+            let sessions = server_in.stats().sessions_of_role("bun");
             if stats.idle != sessions || stats.held != sessions {
                 return Err(format!(
                     "a ghost: the pool holds {} idle ({} held), the server has {sessions} sessions",
@@ -214,7 +214,7 @@ fn hatchet(mutation: Option<pool_core::Mutation>) -> (Result<u64, String>, Serve
             pool.check()?;
             let report = pool.close().await;
             sleep(Duration::from_millis(200)).await;
-            let left = server_in.sessions_of_role("hatchet");
+            let left = server_in.stats().sessions_of_role("hatchet");
             if report.leaked != 0 || left != 0 {
                 return Err(format!(
                     "after close: leaked {}, {left} sessions",
