@@ -29,8 +29,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -429,10 +432,24 @@ impl Server {
             (st.config.bind_ip, st.config.port)
         };
         let listener = TcpListener::bind((ip, port)).await?;
+        // Connections are served inside this future, kept by accept order,
+        // not spawned as tasks: when the host crashes, tokio drops a
+        // runtime's tasks in an order that follows its process-wide task
+        // ids, each dropped socket sends a FIN whose latency turmoil draws
+        // from the seeded RNG, and so a crash seed run a second time in one
+        // process came out differently. Dropped with this future, the map
+        // closes the sockets in accept order, the same in every run.
+        let mut serving: BTreeMap<u64, Pin<Box<dyn Future<Output = ()>>>> = BTreeMap::new();
         loop {
-            let (stream, peer) = listener.accept().await?;
-            let guard = self.register(peer);
-            tokio::spawn(serve_connection(guard, stream));
+            tokio::select! {
+                biased;
+                accepted = listener.accept() => {
+                    let (stream, peer) = accepted?;
+                    let guard = self.register(peer);
+                    serving.insert(guard.id, Box::pin(serve_connection(guard, stream)));
+                }
+                () = serve_all(&mut serving) => {}
+            }
         }
     }
 
@@ -625,6 +642,17 @@ impl Conn {
         let out = pgwire::encode_all(&[Backend::error(Severity::Fatal, code, message)]);
         self.close(reason, out).await;
     }
+}
+
+/// Polls every connection in `serving`, in accept order, dropping those
+/// that finished; never completes (the accept loop's other arm does).
+fn serve_all(
+    serving: &mut BTreeMap<u64, Pin<Box<dyn Future<Output = ()>>>>,
+) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        serving.retain(|_, conn| conn.as_mut().poll(cx).is_pending());
+        Poll::Pending
+    })
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -18,7 +18,11 @@ fn a_bounded_netsim_sweep_passes() {
 
 #[test]
 fn a_netsim_seed_replays_identically() {
-    for seed in [3, 7] {
+    // 87, 106, 128, 227 and 249 crash the db host: before the server kept
+    // its connections in accept order, the second run of each in one
+    // process came out differently (tokio drops a crashed runtime's tasks
+    // in an order set by process-wide task ids).
+    for seed in [3, 7, 87, 106, 128, 227, 249] {
         let (a, b) = (run(seed), run(seed));
         assert_eq!(a.outcome, b.outcome, "seed {seed}");
         assert_eq!(
