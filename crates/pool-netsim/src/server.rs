@@ -387,6 +387,12 @@ impl Server {
         stats
     }
 
+    /// Sessions admitted so far (cheaper than [`Server::stats`]: a checker
+    /// looks again only when it moved).
+    pub fn sessions_started(&self) -> u64 {
+        self.state().sessions_started
+    }
+
     /// Every connection the server holds, in accept order.
     pub fn connections(&self) -> Vec<ConnSnapshot> {
         self.state()
@@ -1045,6 +1051,8 @@ async fn run_query(
                 "SELECT 1".to_owned()
             }
             "LISTEN" | "UNLISTEN" | "NOTIFY" | "SET" | "RESET" => first.to_owned(),
+            // deadpool-postgres's `Clean` recycling closes every cursor.
+            "CLOSE" => "CLOSE CURSOR ALL".to_owned(),
             "DISCARD" => format!("DISCARD {}", words.get(1).map_or("", String::as_str)),
             "BEGIN" => {
                 *tx = TxStatus::InTransaction;
@@ -1140,6 +1148,14 @@ fn parse_select(list: &str, conn_id: u64, role: &str) -> Result<Vec<SelectItem>,
             ("?column?", TEXT_OID, Some(text), None)
         } else if lower == "null" {
             ("?column?", TEXT_OID, None, None)
+        } else if compact == "pg_advisory_unlock_all()" {
+            // No advisory locks are ever held here.
+            (
+                "pg_advisory_unlock_all",
+                VOID_OID,
+                Some(String::new()),
+                None,
+            )
         } else if compact == "pg_backend_pid()" {
             ("pg_backend_pid", INT4_OID, Some(conn_id.to_string()), None)
         } else if matches!(compact.as_str(), "current_user" | "session_user" | "user") {
