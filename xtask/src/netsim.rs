@@ -377,3 +377,78 @@ fn outcome_line(outcome: &NetOutcome) -> String {
         NetOutcome::SimError(e) => format!("SIM ERROR: {e}"),
     }
 }
+
+/// `cargo xtask shrink --netsim`: a failing seed (or scenario file) down
+/// to the fewest faults, clients and processes that break the same
+/// invariant, written as a scenario that `--replay` checks.
+pub fn shrink_cmd(
+    seed: Option<u64>,
+    scenario: Option<&std::path::Path>,
+    kind: PoolKind,
+    out: &std::path::Path,
+) -> i32 {
+    let (original, command) = match (scenario, seed) {
+        (Some(path), _) => match NetScenario::load(path) {
+            Ok(s) => (
+                s,
+                format!("cargo xtask shrink --netsim --scenario {}", path.display()),
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        },
+        (None, Some(seed)) => (
+            NetScenario::draw(seed, kind),
+            format!("cargo xtask shrink --netsim --pool {kind} --seed {seed}"),
+        ),
+        (None, None) => unreachable!("clap requires --seed or --scenario"),
+    };
+    let report = run_scenario(&original);
+    let NetOutcome::Violated { invariant, .. } = report.outcome else {
+        println!(
+            "{command}: the run does not break an invariant ({}): nothing to shrink",
+            outcome_line(&report.outcome)
+        );
+        return 1;
+    };
+    println!(
+        "shrinking pool {} seed {}: {} faults, {} processes, {} clients; {invariant}",
+        original.kind(),
+        original.seed,
+        original.plan.len(),
+        original.options.processes,
+        original.options.clients
+    );
+    #[allow(clippy::disallowed_methods)] // wall time, reported only
+    let started = Instant::now();
+    let Some(shrunk) = pool_netsim::shrink::shrink(&original, invariant) else {
+        println!("the failure did not reproduce");
+        return 1;
+    };
+    let mut scenario = shrunk.scenario;
+    scenario.expect = Some(Expect::Fail(invariant.to_string()));
+    scenario.about = format!(
+        "{invariant}, shrunk by `{command}` from {} to {} faults ({} runs)",
+        shrunk.faults_before,
+        scenario.plan.len(),
+        shrunk.runs
+    );
+    if let Err(e) = std::fs::write(out, scenario.to_toml()) {
+        eprintln!("error: {}: {e}", out.display());
+        return 1;
+    }
+    println!(
+        "shrunk in {:.1} s ({} runs): {} -> {} faults, {} processes, {} clients ({} listening); written to {}",
+        started.elapsed().as_secs_f64(),
+        shrunk.runs,
+        shrunk.faults_before,
+        scenario.plan.len(),
+        scenario.options.processes,
+        scenario.options.clients,
+        scenario.options.listeners,
+        out.display()
+    );
+    println!("replay: cargo xtask netsim --replay {}", out.display());
+    0
+}

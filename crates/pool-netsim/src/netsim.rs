@@ -691,6 +691,7 @@ async fn probe<P: PoolUnderTest>(me: Process<P>) -> Result<(), String> {
 /// drops mid-way.
 async fn query<P: PoolUnderTest>(me: Process<P>, mut rng: Rng) {
     let cancel_pct = u64::from(me.scenario.options.cancel_pct);
+    let long_hold_pct = u64::from(me.scenario.options.long_hold_pct);
     while !me.hub.healed() {
         sleep(Duration::from_millis(rng.range(1, 200))).await;
         let conn = if rng.below(100) < cancel_pct {
@@ -712,7 +713,12 @@ async fn query<P: PoolUnderTest>(me: Process<P>, mut rng: Rng) {
         };
         if select_one::<P>(&conn).await {
             me.hub.lock().queries_ok += 1;
-            sleep(Duration::from_millis(rng.range(1, 100))).await;
+            let hold_ms = if rng.below(100) < long_hold_pct {
+                rng.range(300, 1_500)
+            } else {
+                rng.range(1, 100)
+            };
+            sleep(Duration::from_millis(hold_ms)).await;
             drop(conn);
         } else {
             me.pool.taint(conn);

@@ -32,6 +32,9 @@ pub struct NetOptions {
     pub min_idle: usize,
     /// Share of a query client's gets that an outer timeout drops mid-way.
     pub cancel_pct: u8,
+    /// Share of a query client's holds that are long (a slow transaction:
+    /// 300 to 1,500 ms instead of up to 100 ms).
+    pub long_hold_pct: u8,
     /// 0: no limit; else the server refuses a role's sessions beyond it.
     pub role_conn_limit: u32,
     /// 0: off; else the server kills sessions idle this long.
@@ -176,7 +179,7 @@ impl NetOptions {
         let max_size = rng.range(1, 4) as usize;
         NetOptions {
             processes: rng.range(1, 3) as u32,
-            clients: rng.range(1, 4) as u32,
+            clients: rng.range(1, 5) as u32,
             listeners: if rng.chance(50) { 0 } else { 1 },
             max_size,
             min_idle: rng.below(2) as usize,
@@ -184,6 +187,11 @@ impl NetOptions {
                 0
             } else {
                 rng.range(5, 30) as u8
+            },
+            long_hold_pct: if rng.chance(50) {
+                0
+            } else {
+                rng.range(5, 40) as u8
             },
             role_conn_limit: if rng.chance(70) {
                 0
@@ -296,6 +304,23 @@ impl PlannedFaults {
                 max_size: rng.range(1, max_size + 2) as usize,
             }),
         );
+        // An autoscaler that flaps: half the resizes are followed within
+        // 100 ms by another, while connections are still borrowed.
+        let flaps: Vec<TimedEvent> = events
+            .iter()
+            .filter_map(|e| match e.event {
+                Event::Resize { process, .. } if rng.chance(50) => Some(TimedEvent {
+                    at_ms: e.at_ms + rng.range(1, 100),
+                    event: Event::Resize {
+                        process,
+                        max_size: rng.range(1, max_size + 1) as usize,
+                    },
+                }),
+                _ => None,
+            })
+            .filter(|e| e.at_ms < until)
+            .collect();
+        events.extend(flaps);
         events.sort_by_key(|e| e.at_ms);
         PlannedFaults { connects, events }
     }

@@ -79,9 +79,9 @@ fn shrink_list<T: Clone>(
 }
 
 /// Fewer processes, clients and listeners; a shorter fault phase; no
-/// cancelled gets; no role limit.
+/// cancelled gets, long holds or role limit.
 fn fewer(mut best: NetScenario, fails: &mut impl FnMut(&NetScenario) -> bool) -> NetScenario {
-    let moves: [fn(&mut NetScenario) -> bool; 6] = [
+    let moves: [fn(&mut NetScenario) -> bool; 7] = [
         |s| {
             if s.options.processes <= 1 {
                 return false;
@@ -115,6 +115,13 @@ fn fewer(mut best: NetScenario, fails: &mut impl FnMut(&NetScenario) -> bool) ->
                 return false;
             }
             s.options.cancel_pct = 0;
+            true
+        },
+        |s| {
+            if s.options.long_hold_pct == 0 {
+                return false;
+            }
+            s.options.long_hold_pct = 0;
             true
         },
         |s| {
