@@ -3,8 +3,8 @@
 use pool_sim::Invariant;
 
 use crate::netsim::{NetOutcome, NetReport};
-use crate::plan::NetScenario;
-use crate::under_test::PoolKind;
+use crate::plan::{Event, NetScenario, PlannedFault};
+use crate::under_test::{PoolKind, PoolOptions};
 
 /// How a finding is judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,12 +27,13 @@ impl std::fmt::Display for Classification {
     }
 }
 
-/// A known finding: which pool, which invariant, under which options.
+/// A known finding: which pool, which invariants, under which options.
 #[derive(Debug)]
 pub struct Finding {
     pub name: &'static str,
     pub pool: PoolKind,
-    pub invariant: Invariant,
+    /// The invariants it breaks (one root cause can break several).
+    pub invariants: &'static [Invariant],
     pub classification: Classification,
     /// The write-up (under docs/findings/).
     pub write_up: &'static str,
@@ -40,7 +41,45 @@ pub struct Finding {
     pub applies: fn(&NetScenario) -> bool,
 }
 
-pub const FINDINGS: &[Finding] = &[];
+pub const FINDINGS: &[Finding] = &[
+    Finding {
+        name: "bb8-hung-connect-holds-its-slot",
+        pool: PoolKind::Bb8,
+        // The hung connect's slot is never freed (a lone waiter starves
+        // with capacity free), and its task keeps the pool, and its idle
+        // sessions, alive after the last handle is dropped.
+        invariants: &[Invariant::Starved, Invariant::Footprint],
+        classification: Classification::RealBug,
+        write_up: "docs/findings/bb8-hung-connect-holds-its-slot.md",
+        applies: |s| {
+            s.plan
+                .connects
+                .iter()
+                .any(|c| c.fault == PlannedFault::Hang)
+        },
+    },
+    Finding {
+        name: "bb8-unchecked-checkout",
+        pool: PoolKind::Bb8,
+        invariants: &[Invariant::GhostIdle],
+        classification: Classification::Documented,
+        write_up: "docs/findings/bb8-unchecked-checkout.md",
+        applies: |s| matches!(&s.pool, PoolOptions::Bb8(o) if !o.test_on_check_out),
+    },
+    Finding {
+        name: "deadpool-resize-overshoots-max-size",
+        pool: PoolKind::Deadpool,
+        invariants: &[Invariant::OverCapacity],
+        classification: Classification::RealBug,
+        write_up: "docs/findings/deadpool-resize-overshoots-max-size.md",
+        applies: |s| {
+            s.plan
+                .events
+                .iter()
+                .any(|e| matches!(e.event, Event::Resize { .. }))
+        },
+    },
+];
 
 /// The known finding a failed run is an instance of, if any.
 pub fn finding_for(report: &NetReport) -> Option<&'static Finding> {
@@ -49,7 +88,7 @@ pub fn finding_for(report: &NetReport) -> Option<&'static Finding> {
     };
     FINDINGS.iter().find(|f| {
         f.pool == report.scenario.kind()
-            && f.invariant == invariant
+            && f.invariants.contains(&invariant)
             && (f.applies)(&report.scenario)
     })
 }

@@ -78,23 +78,42 @@ fn shrink_list<T: Clone>(
     }
 }
 
+/// `scenario` without process `gone`: its faults dropped, the later
+/// processes' renumbered.
+fn without_process(scenario: &NetScenario, gone: u32) -> NetScenario {
+    let mut s = scenario.clone();
+    s.options.processes -= 1;
+    let renumber = |p: u32| if p > gone { p - 1 } else { p };
+    s.plan.connects.retain(|c| c.process != gone);
+    for c in &mut s.plan.connects {
+        c.process = renumber(c.process);
+    }
+    s.plan.events.retain(|e| match e.event {
+        Event::Partition { process, .. } | Event::Resize { process, .. } => process != gone,
+        Event::TerminateAll | Event::CrashDb { .. } => true,
+    });
+    for e in &mut s.plan.events {
+        if let Event::Partition { process, .. } | Event::Resize { process, .. } = &mut e.event {
+            *process = renumber(*process);
+        }
+    }
+    s
+}
+
 /// Fewer processes, clients and listeners; a shorter fault phase; no
 /// cancelled gets, long holds or role limit.
 fn fewer(mut best: NetScenario, fails: &mut impl FnMut(&NetScenario) -> bool) -> NetScenario {
-    let moves: [fn(&mut NetScenario) -> bool; 7] = [
-        |s| {
-            if s.options.processes <= 1 {
-                return false;
-            }
-            s.options.processes -= 1;
-            let n = s.options.processes;
-            s.plan.connects.retain(|c| c.process < n);
-            s.plan.events.retain(|e| match e.event {
-                Event::Partition { process, .. } | Event::Resize { process, .. } => process < n,
-                Event::TerminateAll | Event::CrashDb { .. } => true,
-            });
-            true
-        },
+    // Each process in turn, the later ones renumbered down.
+    let mut gone = 0;
+    while gone < best.options.processes && best.options.processes > 1 {
+        let candidate = without_process(&best, gone);
+        if fails(&candidate) {
+            best = candidate;
+        } else {
+            gone += 1;
+        }
+    }
+    let moves: [fn(&mut NetScenario) -> bool; 6] = [
         |s| {
             if s.options.clients <= 1 {
                 return false;

@@ -72,7 +72,7 @@ pub trait PoolUnderTest: Clone + Send + Sync + 'static {
     /// A handed-out connection: it goes back to the pool when dropped.
     type Conn: Send + Sync + 'static;
     /// The pool's own options, drawn from the seed and printed.
-    type Options: Clone + fmt::Debug + Serialize + Send + Sync + 'static;
+    type Options: Clone + Default + fmt::Debug + Serialize + Send + Sync + 'static;
 
     const KIND: PoolKind;
     const CAPABILITIES: Capabilities;

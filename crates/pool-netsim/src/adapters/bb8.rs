@@ -35,6 +35,16 @@ pub struct Options {
     pub lifo: bool,
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            test_on_check_out: true,
+            connection_timeout_ms: 3_000,
+            lifo: false,
+        }
+    }
+}
+
 pub fn draw(rng: &mut Rng) -> Options {
     Options {
         test_on_check_out: rng.chance(70),

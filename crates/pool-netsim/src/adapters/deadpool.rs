@@ -42,6 +42,18 @@ pub struct Options {
     pub lifo: bool,
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            recycling_method: "fast".to_owned(),
+            wait_timeout_ms: 3_000,
+            create_timeout_ms: 3_000,
+            recycle_timeout_ms: 2_000,
+            lifo: false,
+        }
+    }
+}
+
 pub fn draw(rng: &mut Rng) -> Options {
     Options {
         recycling_method: rng.pick(&["fast", "verified", "clean"]).to_owned(),

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pool_sim::swarm::Rng;
-use pool_tokio::{Config, Pool, PooledConn};
+use pool_tokio::{Builder, Config, Pool, PooledConn};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
@@ -23,6 +23,17 @@ pub struct Options {
     pub reconnect_backoff_ms: u64,
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            idle_timeout_ms: 10_000,
+            max_lifetime_ms: 0,
+            connect_timeout_ms: 1_000,
+            reconnect_backoff_ms: 100,
+        }
+    }
+}
+
 pub fn draw(rng: &mut Rng) -> Options {
     Options {
         idle_timeout_ms: rng.pick(&[0, 1_000, 10_000]),
@@ -38,6 +49,32 @@ pub struct PoolTokio {
     get_timeout: Duration,
 }
 
+impl PoolTokio {
+    /// The pool's builder, configured (a test may add a mutation).
+    pub fn builder(setup: &Setup, options: &Options) -> Builder<PgManager> {
+        let manager = PgManager::with_sockets(&setup.role, setup.sockets.clone());
+        Pool::builder(manager)
+            .config(Config {
+                max_size: setup.max_size,
+                min_idle: setup.min_idle,
+                idle_timeout_ms: options.idle_timeout_ms,
+                max_lifetime_ms: options.max_lifetime_ms,
+                acquire_timeout_ms: setup.get_timeout.as_millis() as u64,
+                connect_timeout_ms: options.connect_timeout_ms,
+                reconnect_backoff_ms: options.reconnect_backoff_ms,
+            })
+            .close_timeout(CLOSE_TIMEOUT)
+    }
+
+    /// The adapter over a pool built from `builder`.
+    pub fn from_builder(builder: Builder<PgManager>, setup: &Setup) -> PoolTokio {
+        PoolTokio {
+            pool: builder.build(),
+            get_timeout: setup.get_timeout,
+        }
+    }
+}
+
 impl PoolUnderTest for PoolTokio {
     type Conn = PooledConn<PgManager>;
     type Options = Options;
@@ -51,23 +88,7 @@ impl PoolUnderTest for PoolTokio {
     };
 
     fn build(setup: &Setup, options: &Options) -> PoolTokio {
-        let manager = PgManager::with_sockets(&setup.role, setup.sockets.clone());
-        let pool = Pool::builder(manager)
-            .config(Config {
-                max_size: setup.max_size,
-                min_idle: setup.min_idle,
-                idle_timeout_ms: options.idle_timeout_ms,
-                max_lifetime_ms: options.max_lifetime_ms,
-                acquire_timeout_ms: setup.get_timeout.as_millis() as u64,
-                connect_timeout_ms: options.connect_timeout_ms,
-                reconnect_backoff_ms: options.reconnect_backoff_ms,
-            })
-            .close_timeout(CLOSE_TIMEOUT)
-            .build();
-        PoolTokio {
-            pool,
-            get_timeout: setup.get_timeout,
-        }
+        PoolTokio::from_builder(PoolTokio::builder(setup, options), setup)
     }
 
     fn get_bound(&self) -> Duration {
