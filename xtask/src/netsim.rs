@@ -117,7 +117,7 @@ fn single(seed: u64, kind: PoolKind, record: Option<&PathBuf>, twice: bool) -> i
     report.outcome.exit_code()
 }
 
-fn replay(path: &PathBuf) -> i32 {
+fn replay(path: &std::path::Path) -> i32 {
     let scenario = match NetScenario::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -281,8 +281,8 @@ fn sweep(seeds: &[u64], pools: &[PoolKind], args: &Args) -> i32 {
     let wall = started.elapsed().as_secs_f64();
     println!("\nnetsim: {} runs in {wall:.1} s", results.len());
     println!(
-        "\n{:<11} {:>6} {:>7} {:>7}  {:<40} {}",
-        "pool", "seeds", "passed", "failed", "failed by invariant", "known / new"
+        "\n{:<11} {:>6} {:>7} {:>7}  {:<40} known / new",
+        "pool", "seeds", "passed", "failed", "failed by invariant"
     );
     let mut exit = 0;
     let mut reproduce: Vec<(String, String)> = Vec::new();
@@ -343,6 +343,7 @@ fn sweep(seeds: &[u64], pools: &[PoolKind], args: &Args) -> i32 {
             ));
         }
     }
+    print_by_fault(&results, pools);
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, _, r, _) in &results {
         for (k, v) in &r.faults {
@@ -364,6 +365,68 @@ fn sweep(seeds: &[u64], pools: &[PoolKind], args: &Args) -> i32 {
         print::reproduce_list(&reproduce, usize::MAX, |(c, o)| (c.clone(), o.clone()));
     }
     exit
+}
+
+/// Pools by fault: for each fault that fired (and each workload feature
+/// drawn), the runs it fired in and how many of them failed, per pool and
+/// invariant. A run can have several faults: a row says where failures
+/// happened, the shrunk scenarios say which fault they need.
+fn print_by_fault(results: &[(PoolKind, u64, NetReport, bool)], pools: &[PoolKind]) {
+    let features = |r: &NetReport| -> Vec<String> {
+        let mut f: Vec<String> = r.faults.keys().cloned().collect();
+        let o = &r.scenario.options;
+        if r.scenario
+            .plan
+            .events
+            .iter()
+            .any(|e| matches!(e.event, pool_netsim::plan::Event::Resize { .. }))
+        {
+            f.push("resize (workload)".to_owned());
+        }
+        if o.cancel_pct > 0 {
+            f.push("cancelled gets (workload)".to_owned());
+        }
+        if o.listeners > 0 {
+            f.push("LISTEN clients (workload)".to_owned());
+        }
+        f
+    };
+    /// Runs with the fault, and their failures by invariant.
+    type Cell = (u64, BTreeMap<String, u64>);
+    let mut rows: BTreeMap<String, BTreeMap<PoolKind, Cell>> = BTreeMap::new();
+    for (kind, _, r, _) in results {
+        for feature in features(r) {
+            let cell = rows.entry(feature).or_default().entry(*kind).or_default();
+            cell.0 += 1;
+            if r.outcome != NetOutcome::Pass {
+                *cell.1.entry(r.outcome.name()).or_default() += 1;
+            }
+        }
+    }
+    println!(
+        "
+by fault: runs where it fired: failed (by invariant)"
+    );
+    print!("{:<28}", "fault");
+    for k in pools {
+        print!(" | {:<34}", k.name());
+    }
+    println!();
+    for (feature, cells) in &rows {
+        print!("{feature:<28}");
+        for k in pools {
+            let text = match cells.get(k) {
+                None => "-".to_owned(),
+                Some((runs, failed)) if failed.is_empty() => format!("{runs} runs: 0 failed"),
+                Some((runs, failed)) => {
+                    let by: Vec<String> = failed.iter().map(|(i, n)| format!("{i} {n}")).collect();
+                    format!("{runs} runs: {}", by.join(", "))
+                }
+            };
+            print!(" | {text:<34}");
+        }
+        println!();
+    }
 }
 
 fn outcome_line(outcome: &NetOutcome) -> String {
