@@ -20,6 +20,9 @@ pub struct Args {
     /// Seeds for the throughput runs.
     #[arg(long, default_value_t = 2_000)]
     seeds: u64,
+    /// Only the pools' get-and-return row (pool-tokio, bb8, deadpool).
+    #[arg(long)]
+    pools_only: bool,
 }
 
 pub fn run(args: Args) -> i32 {
@@ -38,6 +41,7 @@ pub fn run(args: Args) -> i32 {
             ])
             .arg("--seeds")
             .arg(args.seeds.to_string())
+            .args(args.pools_only.then_some("--pools-only"))
             .current_dir(project_root())
             .status();
         return match status {
@@ -47,6 +51,10 @@ pub fn run(args: Args) -> i32 {
                 1
             }
         };
+    }
+    if args.pools_only {
+        pools::row();
+        return 0;
     }
     println!("bench: release build, one core (one thread), every checker on");
     println!("{:<52} {:>16}", "measure", "figure");
@@ -114,6 +122,8 @@ pub fn run(args: Args) -> i32 {
         "ratio, pure : turmoil with queries",
         format!("{:.0} : 1", pure / with_queries),
     );
+
+    pools::row();
 
     // Hunt and shrink, per mutation, on one core.
     for mutation in Mutation::ALL {
@@ -281,4 +291,164 @@ fn turmoil_workload(rounds: u64, config: pool_core::Config, query: bool) -> f64 
         sim.run().expect("the simulation ran");
     });
     wall
+}
+
+/// Our pool against theirs: get-and-return round trips per second.
+mod pools {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::timed;
+
+    /// How long each point runs.
+    const POINT: Duration = Duration::from_millis(400);
+    const TASKS: [usize; 4] = [1, 2, 8, 64];
+    const SIZES: [usize; 2] = [4, 32];
+
+    /// pool-tokio's manager: connects at once, never closes.
+    struct NoIo;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+
+    impl pool_tokio::Manager for NoIo {
+        type Conn = ();
+        type Error = Never;
+        async fn connect(
+            &self,
+            _: Option<pool_tokio::Setting>,
+        ) -> Result<((), pool_tokio::Closed), Never> {
+            Ok(((), Box::pin(std::future::pending()) as pool_tokio::Closed))
+        }
+        async fn apply_setting(
+            &self,
+            _: &mut (),
+            _: Option<pool_tokio::Setting>,
+        ) -> Result<(), Never> {
+            Ok(())
+        }
+    }
+
+    impl bb8::ManageConnection for NoIo {
+        type Connection = ();
+        type Error = Never;
+        async fn connect(&self) -> Result<(), Never> {
+            Ok(())
+        }
+        async fn is_valid(&self, _: &mut ()) -> Result<(), Never> {
+            Ok(())
+        }
+        fn has_broken(&self, _: &mut ()) -> bool {
+            false
+        }
+    }
+
+    impl deadpool::managed::Manager for NoIo {
+        type Type = ();
+        type Error = Never;
+        async fn create(&self) -> Result<(), Never> {
+            Ok(())
+        }
+        async fn recycle(
+            &self,
+            _: &mut (),
+            _: &deadpool::managed::Metrics,
+        ) -> deadpool::managed::RecycleResult<Never> {
+            Ok(())
+        }
+    }
+
+    /// `tasks` tasks each getting and returning a connection in a loop for
+    /// `POINT`; round trips per second.
+    fn measure<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, get_and_return: F) -> f64
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_, wall) = timed(|| {
+            rt.block_on(async {
+                let handles: Vec<_> = (0..tasks)
+                    .map(|_| {
+                        let (f, done, stop) = (get_and_return.clone(), done.clone(), stop.clone());
+                        tokio::spawn(async move {
+                            let mut n = 0;
+                            while !stop.load(Ordering::Relaxed) {
+                                f().await;
+                                n += 1;
+                            }
+                            done.fetch_add(n, Ordering::Relaxed);
+                        })
+                    })
+                    .collect();
+                // Real time: a benchmark measures wall time.
+                std::thread::sleep(POINT);
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    h.await.expect("the task ran");
+                }
+            })
+        });
+        done.load(Ordering::Relaxed) as f64 / wall
+    }
+
+    /// The pool row: every pool, size and task count.
+    pub fn row() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        println!(
+            "pools: get-and-return round trips/s, multi-thread runtime (2 workers), manager with no IO, {} ms a point",
+            POINT.as_millis()
+        );
+        println!(
+            "{:<6} {:>5}  {:>12} {:>12} {:>12}  pool-tokio / best",
+            "size", "tasks", "pool-tokio", "bb8", "deadpool"
+        );
+        for size in SIZES {
+            let ours = rt.block_on(async {
+                pool_tokio::Pool::builder(NoIo)
+                    .max_size(size)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .build()
+            });
+            let theirs_bb8 = rt.block_on(async {
+                bb8::Pool::builder()
+                    .max_size(size as u32)
+                    .build_unchecked(NoIo)
+            });
+            let theirs_deadpool: deadpool::managed::Pool<NoIo> =
+                deadpool::managed::Pool::builder(NoIo)
+                    .max_size(size)
+                    .build()
+                    .expect("a pool");
+            for tasks in TASKS {
+                let p = ours.clone();
+                let a = measure(&rt, tasks, move || {
+                    let p = p.clone();
+                    async move { drop(p.get().await.expect("a conn")) }
+                });
+                let p = theirs_bb8.clone();
+                let b = measure(&rt, tasks, move || {
+                    let p = p.clone();
+                    async move { drop(p.get().await.expect("a conn")) }
+                });
+                let p = theirs_deadpool.clone();
+                let c = measure(&rt, tasks, move || {
+                    let p = p.clone();
+                    async move { drop(p.get().await.expect("a conn")) }
+                });
+                println!(
+                    "{size:<6} {tasks:>5}  {a:>12.0} {b:>12.0} {c:>12.0}  {:.2}",
+                    a / b.max(c)
+                );
+            }
+        }
+    }
 }

@@ -39,9 +39,24 @@ pub struct Args {
     /// The scenario's name (default: from the mutation and seed).
     #[arg(long)]
     name: Option<String>,
+    /// Shrink a network simulation (`cargo xtask netsim`) instead: its
+    /// planned faults, clients and processes.
+    #[arg(long)]
+    netsim: bool,
+    /// With --netsim --seed: the pool under test.
+    #[arg(long, default_value = "pool-tokio", requires = "netsim")]
+    pool: pool_netsim::under_test::PoolKind,
 }
 
 pub fn run(args: Args) -> i32 {
+    if args.netsim {
+        return crate::netsim::shrink_cmd(
+            args.seed,
+            args.scenario.as_deref(),
+            args.pool,
+            &args.out,
+        );
+    }
     // What to shrink, what to call it, and the command that shrinks it (for
     // the scenario's `about`); the bug is --mutation, else a file's own.
     let (original, source, command, mutation) = match (&args.scenario, args.seed) {

@@ -17,10 +17,16 @@
 //! one seeded simulation, with faults, then heals them and checks the pools
 //! converge, under pool-sim's invariant names.
 
+pub mod adapters;
+pub mod known;
 pub mod manager;
 pub mod netsim;
 pub mod pgwire;
+pub mod plan;
 pub mod server;
+pub mod shrink;
+pub mod socket;
+pub mod under_test;
 
 pub use server::{
     CloseReason, ConnSnapshot, ConnectFault, ConnectInfo, FaultKind, FaultPlan, Phase, Server,

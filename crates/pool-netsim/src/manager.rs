@@ -2,18 +2,24 @@
 //! library, against the fake server, inside the simulation.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use pool_tokio::{Closed, Manager, Setting};
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
-use turmoil::net::TcpStream;
+use tokio_postgres::Client;
 
-/// A connection: the tokio-postgres client, and a way to learn that its
-/// connection task ended (the server closed it, a FIN, an error).
+use crate::socket::Sockets;
+use crate::under_test::{AbortOnDrop, connect_pg};
+
+/// A connection: the tokio-postgres client, its socket's address, and a way
+/// to learn that its connection task ended (the server closed it, a FIN, an
+/// error).
 #[derive(Debug)]
 pub struct PgConn {
     pub client: Client,
+    pub local_addr: Option<SocketAddr>,
     ended: watch::Receiver<bool>,
+    _task: AbortOnDrop,
 }
 
 impl PgConn {
@@ -24,50 +30,50 @@ impl PgConn {
     }
 }
 
-/// Connects to host `db` as `role` (the server counts sessions per role, so
-/// one role per pool shows each pool's footprint).
+/// Connects to the fake server as `role` (the server counts sessions per
+/// role, so one role per pool shows each pool's footprint), through
+/// `sockets`.
 #[derive(Clone, Debug)]
 pub struct PgManager {
     pub role: String,
-    pub host: String,
-    pub port: u16,
+    pub sockets: Sockets,
 }
 
 impl PgManager {
+    /// A manager with a socket table of its own.
     pub fn new(role: impl Into<String>) -> PgManager {
+        PgManager::with_sockets(role, Sockets::default())
+    }
+
+    pub fn with_sockets(role: impl Into<String>, sockets: Sockets) -> PgManager {
         PgManager {
             role: role.into(),
-            host: "db".to_owned(),
-            port: 5432,
+            sockets,
         }
     }
 }
 
 impl Manager for PgManager {
     type Conn = PgConn;
-    type Error = PgError;
+    type Error = tokio_postgres::Error;
 
     fn connect(
         &self,
         setting: Option<Setting>,
-    ) -> impl Future<Output = Result<(PgConn, Closed), PgError>> + Send {
-        let (host, port, role) = (self.host.clone(), self.port, self.role.clone());
+    ) -> impl Future<Output = Result<(PgConn, Closed), tokio_postgres::Error>> + Send {
+        let (sockets, role) = (self.sockets.clone(), self.role.clone());
         async move {
-            let stream = TcpStream::connect((host.as_str(), port)).await?;
-            let mut config = tokio_postgres::Config::new();
-            config.user(&role).dbname("app").application_name(&role);
-            let (client, connection) = config.connect_raw(stream, NoTls).await?;
-            let (tx, rx) = watch::channel(false);
-            let mut watched = rx.clone();
-            // The connection task: when it ends, every watcher hears it.
-            tokio::spawn(async move {
-                let _ = connection.await;
-                let _ = tx.send(true);
-            });
+            let connected = connect_pg(&sockets, &role).await?;
+            let mut watched = connected.ended.clone();
             let closed: Closed = Box::pin(async move {
                 let _ = watched.wait_for(|ended| *ended).await;
             });
-            let mut conn = PgConn { client, ended: rx };
+            let mut conn = PgConn {
+                client: connected.client,
+                local_addr: connected.local_addr,
+                ended: connected.ended,
+                _task: AbortOnDrop(connected.task),
+            };
             if setting.is_some() {
                 apply(&mut conn, setting).await?;
             }
@@ -79,7 +85,7 @@ impl Manager for PgManager {
         &self,
         conn: &mut PgConn,
         setting: Option<Setting>,
-    ) -> impl Future<Output = Result<(), PgError>> + Send {
+    ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send {
         apply(conn, setting)
     }
 
@@ -89,19 +95,10 @@ impl Manager for PgManager {
 }
 
 /// A setting is a session variable; `None` resets it.
-async fn apply(conn: &mut PgConn, setting: Option<Setting>) -> Result<(), PgError> {
+async fn apply(conn: &mut PgConn, setting: Option<Setting>) -> Result<(), tokio_postgres::Error> {
     let sql = match setting {
         Some(s) => format!("SET app.setting = '{}'", s.0),
         None => "RESET app.setting".to_owned(),
     };
-    Ok(conn.client.batch_execute(&sql).await?)
-}
-
-/// A connect or setting failure: at TCP, or from Postgres.
-#[derive(Debug, thiserror::Error)]
-pub enum PgError {
-    #[error("tcp: {0}")]
-    Tcp(#[from] std::io::Error),
-    #[error("postgres: {0}")]
-    Pg(#[from] tokio_postgres::Error),
+    conn.client.batch_execute(&sql).await
 }

@@ -2,8 +2,9 @@
 //!
 //! A [`Server`] is a cheap, cloneable handle. Run it as a turmoil host
 //! (`sim.host("db", move || server.clone().run())`) and keep a clone to
-//! observe it ([`Server::stats`]) and to act on it ([`Server::terminate_all`],
-//! the knobs) from a client host or from the test between `sim.step()`s.
+//! observe it ([`Server::stats`], [`Server::connections`]) and to act on it
+//! ([`Server::terminate_all`], [`Server::set_plan`]) from a client host or
+//! from the test between `sim.step()`s.
 //!
 //! What it does per connection:
 //! 1. reads the startup packet (answering SSLRequest/GSSENCRequest with `N`);
@@ -28,8 +29,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -195,7 +199,8 @@ pub enum Phase {
     Closing,
 }
 
-/// One connection the server holds.
+/// One connection the server holds: checkers map a pool's handed-out
+/// connection to its session through `peer` (the client socket's address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnSnapshot {
     /// Accept sequence number (= backend process id).
@@ -206,8 +211,6 @@ pub struct ConnSnapshot {
     pub phase: Phase,
     /// The startup `user`, once read.
     pub role: Option<String>,
-    /// The startup `application_name`, once read.
-    pub application_name: Option<String>,
 }
 
 /// A snapshot of the server's counters, for checkers. Maps leave out zeros.
@@ -247,11 +250,6 @@ impl ServerStats {
     /// How often `kind` fired (0 if never).
     pub fn fault_count(&self, kind: FaultKind) -> u64 {
         self.faults.get(&kind).copied().unwrap_or(0)
-    }
-
-    /// How many connections closed for `reason` (0 if none).
-    pub fn close_count(&self, reason: CloseReason) -> u64 {
-        self.closes.get(&reason).copied().unwrap_or(0)
     }
 }
 
@@ -301,7 +299,8 @@ struct ConnEntry {
     application_name: Option<String>,
     /// Set by `terminate_all`; the task sees it at its next wake-up.
     terminate: bool,
-    /// Wakes the connection's task: to terminate, or to re-read the knobs.
+    /// Wakes the connection's task to terminate (only `terminate_all`
+    /// notifies it, after setting `terminate`).
     wake: Arc<Notify>,
 }
 
@@ -388,9 +387,10 @@ impl Server {
         stats
     }
 
-    /// Sessions `role` has open right now.
-    pub fn sessions_of_role(&self, role: &str) -> usize {
-        self.state().role_sessions(role)
+    /// Sessions admitted so far (cheaper than [`Server::stats`]: a checker
+    /// looks again only when it moved).
+    pub fn sessions_started(&self) -> u64 {
+        self.state().sessions_started
     }
 
     /// Every connection the server holds, in accept order.
@@ -403,7 +403,6 @@ impl Server {
                 peer: c.peer,
                 phase: c.phase,
                 role: c.role.clone(),
-                application_name: c.application_name.clone(),
             })
             .collect()
     }
@@ -431,22 +430,6 @@ impl Server {
         *self.shared.plan.lock().unwrap_or_else(|e| e.into_inner()) = Box::new(plan);
     }
 
-    /// Changes the role limit; applies to connects from now on (open
-    /// sessions above a lowered limit stay, as in PostgreSQL).
-    pub fn set_role_conn_limit(&self, limit: usize) {
-        self.state().config.role_conn_limit = limit;
-    }
-
-    /// Changes the idle-session timeout; open sessions re-arm their timer
-    /// at once (measured from their last message).
-    pub fn set_idle_session_timeout(&self, timeout: Option<Duration>) {
-        let mut st = self.state();
-        st.config.idle_session_timeout = timeout;
-        for conn in st.conns.values() {
-            conn.wake.notify_one();
-        }
-    }
-
     /// Binds the configured port and serves until the host is dropped.
     /// Use as a turmoil host: `sim.host("db", move || server.clone().run())`.
     pub async fn run(self) -> turmoil::Result {
@@ -455,10 +438,24 @@ impl Server {
             (st.config.bind_ip, st.config.port)
         };
         let listener = TcpListener::bind((ip, port)).await?;
+        // Connections are served inside this future, kept by accept order,
+        // not spawned as tasks: when the host crashes, tokio drops a
+        // runtime's tasks in an order that follows its process-wide task
+        // ids, each dropped socket sends a FIN whose latency turmoil draws
+        // from the seeded RNG, and so a crash seed run a second time in one
+        // process came out differently. Dropped with this future, the map
+        // closes the sockets in accept order, the same in every run.
+        let mut serving: BTreeMap<u64, Pin<Box<dyn Future<Output = ()>>>> = BTreeMap::new();
         loop {
-            let (stream, peer) = listener.accept().await?;
-            let guard = self.register(peer);
-            tokio::spawn(serve_connection(guard, stream));
+            tokio::select! {
+                biased;
+                accepted = listener.accept() => {
+                    let (stream, peer) = accepted?;
+                    let guard = self.register(peer);
+                    serving.insert(guard.id, Box::pin(serve_connection(guard, stream)));
+                }
+                () = serve_all(&mut serving) => {}
+            }
         }
     }
 
@@ -555,8 +552,6 @@ enum Event {
     Bad(WireError),
     Terminate,
     IdleTimeout,
-    /// Woken for another reason (a knob changed): re-read the knobs.
-    Wake,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -593,12 +588,8 @@ impl Conn {
             let wake = self.guard.wake.clone();
             tokio::select! {
                 biased;
-                _ = wake.notified() => {
-                    if self.guard.terminate_requested() {
-                        return Event::Terminate;
-                    }
-                    return Event::Wake;
-                }
+                // Only `terminate_all` notifies, after setting the flag.
+                _ = wake.notified() => return Event::Terminate,
                 _ = sleep_until_opt(deadline) => return Event::IdleTimeout,
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return Event::Eof,
@@ -659,6 +650,17 @@ impl Conn {
     }
 }
 
+/// Polls every connection in `serving`, in accept order, dropping those
+/// that finished; never completes (the accept loop's other arm does).
+fn serve_all(
+    serving: &mut BTreeMap<u64, Pin<Box<dyn Future<Output = ()>>>>,
+) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        serving.retain(|_, conn| conn.as_mut().poll(cx).is_pending());
+        Poll::Pending
+    })
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -675,9 +677,11 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
     };
 
     // Startup packet (after any number of SSL/GSS requests, each refused).
-    let (version, params) = loop {
+    let (version, startup) = loop {
         match conn.next(Framing::Startup, None).await {
-            Event::Message(Frontend::Startup { version, params }) => break (version, params),
+            Event::Message(startup @ Frontend::Startup { version, .. }) => {
+                break (version, startup);
+            }
             Event::Message(Frontend::SslRequest | Frontend::GssEncRequest) => {
                 if !conn.write(b"N").await {
                     return conn.close(CloseReason::Reset, BytesMut::new()).await;
@@ -709,7 +713,8 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
             Event::Terminate => return terminate(conn).await,
             Event::Eof => return conn.close(CloseReason::ClientEof, BytesMut::new()).await,
             Event::IoError => return conn.close(CloseReason::Reset, BytesMut::new()).await,
-            Event::IdleTimeout | Event::Wake => {}
+            // No deadline is set before the startup packet.
+            Event::IdleTimeout => {}
         }
     };
     if version >> 16 != 3 {
@@ -726,12 +731,7 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
             )
             .await;
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let param = |name: &str| startup.param(name).map(str::to_owned);
     let Some(role) = param("user").filter(|r| !r.is_empty()) else {
         return conn
             .close_fatal(
@@ -866,7 +866,7 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
         ConnectFault::Hang => loop {
             // Read and ignore everything; never answer.
             match conn.next(Framing::Tagged, None).await {
-                Event::Message(_) | Event::Bad(_) | Event::IdleTimeout | Event::Wake => {
+                Event::Message(_) | Event::Bad(_) | Event::IdleTimeout => {
                     conn.rbuf.clear();
                 }
                 Event::Terminate => return terminate(conn).await,
@@ -983,7 +983,6 @@ async fn session(mut conn: Conn, role: String) {
                     )
                     .await;
             }
-            Event::Wake => continue,
             Event::Eof => return conn.close(CloseReason::ClientEof, BytesMut::new()).await,
             Event::IoError => return conn.close(CloseReason::Reset, BytesMut::new()).await,
         }
@@ -1052,6 +1051,8 @@ async fn run_query(
                 "SELECT 1".to_owned()
             }
             "LISTEN" | "UNLISTEN" | "NOTIFY" | "SET" | "RESET" => first.to_owned(),
+            // deadpool-postgres's `Clean` recycling closes every cursor.
+            "CLOSE" => "CLOSE CURSOR ALL".to_owned(),
             "DISCARD" => format!("DISCARD {}", words.get(1).map_or("", String::as_str)),
             "BEGIN" => {
                 *tx = TxStatus::InTransaction;
@@ -1147,6 +1148,14 @@ fn parse_select(list: &str, conn_id: u64, role: &str) -> Result<Vec<SelectItem>,
             ("?column?", TEXT_OID, Some(text), None)
         } else if lower == "null" {
             ("?column?", TEXT_OID, None, None)
+        } else if compact == "pg_advisory_unlock_all()" {
+            // No advisory locks are ever held here.
+            (
+                "pg_advisory_unlock_all",
+                VOID_OID,
+                Some(String::new()),
+                None,
+            )
         } else if compact == "pg_backend_pid()" {
             ("pg_backend_pid", INT4_OID, Some(conn_id.to_string()), None)
         } else if matches!(compact.as_str(), "current_user" | "session_user" | "user") {

@@ -400,7 +400,7 @@ fn session_counts_per_role_go_up_and_down() {
             roles([("pool-1", 2), ("pool-2", 1)])
         );
         assert_eq!(stats.sessions_open, 3);
-        assert_eq!(observer.sessions_of_role("a"), 2);
+        assert_eq!(stats.sessions_of_role("a"), 2);
 
         drop(a1);
         a1_conn.await?.expect("clean close");

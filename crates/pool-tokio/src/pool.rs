@@ -129,6 +129,8 @@ impl<M: Manager> Builder<M> {
     /// task that runs the pool's timers).
     pub fn build(self) -> Pool<M> {
         let epoch = Instant::now();
+        let acquire_timeout = (self.config.acquire_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.config.acquire_timeout_ms));
         let (shared, work) = Shared::new(Time::ZERO, self.config);
         #[cfg(feature = "mutations")]
         shared.set_mutation(self.mutation);
@@ -137,9 +139,11 @@ impl<M: Manager> Builder<M> {
             shared,
             manager: self.manager,
             epoch,
+            acquire_timeout,
             close_timeout: self.close_timeout,
             timers: timers.clone(),
             connects: Mutex::new(Default::default()),
+            watchers: Mutex::new(Default::default()),
         });
         inner.run(work);
         tokio::spawn(drive(Arc::downgrade(&inner), timers));
@@ -178,12 +182,21 @@ struct Inner<M: Manager> {
     /// The core's time is milliseconds since this instant (tokio's clock:
     /// paused in tests, simulated under turmoil).
     epoch: Instant,
+    /// The config's acquire timeout (`None`: disabled), for `get`s that
+    /// give none of their own.
+    acquire_timeout: Option<Duration>,
     close_timeout: Duration,
     /// Wakes the timer task when the core's next deadline may have moved
     /// (and when the pool is dropped).
     timers: Arc<Notify>,
     /// Connects in flight, to abort.
     connects: Mutex<std::collections::BTreeMap<ConnId, JoinHandle<()>>>,
+    /// The close watchers of connections whose transport the pool still
+    /// owns (idle or borrowed). A watcher reports `Closed` only while it is
+    /// registered here: when the pool closes a transport itself, or hands
+    /// it over for good (detach), it unregisters the watcher first, so its
+    /// own close never comes back to the core as a stale event.
+    watchers: Mutex<std::collections::BTreeMap<ConnId, JoinHandle<()>>>,
 }
 
 impl<M: Manager> Pool<M> {
@@ -210,10 +223,13 @@ impl<M: Manager> Pool<M> {
         setting: Option<Setting>,
         timeout: Option<Duration>,
     ) -> Result<PooledConn<M>, GetError<M::Error>> {
+        let inner = &self.inner;
+        // One deadline for the whole get: a retry past an unhealthy
+        // connection waits only for what is left of it.
+        let deadline = timeout
+            .or(inner.acquire_timeout)
+            .map(|t| inner.now().plus_ms(millis(t)));
         loop {
-            let inner = &self.inner;
-            let now = inner.now();
-            let deadline = timeout.map(|t| now.plus_ms(millis(t)));
             let (conn, transport, apply) = Waiter::new(inner.clone(), setting, deadline).await?;
             let mut conn = PooledConn {
                 inner: inner.clone(),
@@ -290,7 +306,10 @@ impl<M: Manager> Inner<M> {
                         task.abort();
                     }
                 }
-                Work::Close { transport, .. } => drop(transport),
+                Work::Close { conn, transport } => {
+                    self.stop_watching(conn);
+                    drop(transport);
+                }
             }
         }
         self.timers.notify_one();
@@ -306,14 +325,21 @@ impl<M: Manager> Inner<M> {
                 Ok((transport, closed)) => {
                     // The transport's close reaches the pool as `Closed`,
                     // whenever it comes (even before `Connected` is handled).
-                    let watcher = Arc::downgrade(&inner);
-                    tokio::spawn(async move {
+                    let weak = Arc::downgrade(&inner);
+                    // Registered under the lock the watcher takes to report,
+                    // so a close that comes at once is not missed.
+                    let mut watchers = lock(&inner.watchers);
+                    let watcher = tokio::spawn(async move {
                         closed.await;
-                        if let Some(inner) = watcher.upgrade() {
+                        if let Some(inner) = weak.upgrade()
+                            && lock(&inner.watchers).remove(&conn).is_some()
+                        {
                             let work = inner.shared.closed(inner.now(), conn);
                             inner.run(work);
                         }
                     });
+                    watchers.insert(conn, watcher);
+                    drop(watchers);
                     inner.shared.connected(inner.now(), conn, transport)
                 }
                 Err(_) => inner.shared.connect_failed(inner.now(), conn),
@@ -321,6 +347,13 @@ impl<M: Manager> Inner<M> {
             inner.run(work);
         });
         lock(&self.connects).insert(conn, task);
+    }
+
+    /// The pool lets go of `conn`'s transport: its close is no news.
+    fn stop_watching(&self, conn: ConnId) {
+        if let Some(watcher) = lock(&self.watchers).remove(&conn) {
+            watcher.abort();
+        }
     }
 }
 
@@ -330,6 +363,9 @@ impl<M: Manager> Drop for Inner<M> {
         self.timers.notify_one();
         for (_, task) in std::mem::take(&mut *lock(&self.connects)) {
             task.abort();
+        }
+        for (_, watcher) in std::mem::take(&mut *lock(&self.watchers)) {
+            watcher.abort();
         }
     }
 }
@@ -457,6 +493,8 @@ impl<M: Manager> PooledConn<M> {
     /// once; the caller owns and closes the connection.
     pub fn detach(mut self) -> M::Conn {
         let transport = self.transport.take().expect("present until dropped");
+        // The caller owns it now; its close is none of the pool's business.
+        self.inner.stop_watching(self.conn);
         let work = self.inner.shared.detach(self.inner.now(), self.conn);
         self.inner.run(work);
         transport

@@ -17,12 +17,17 @@ struct Fake {
     /// The close trigger of each connection made.
     closers: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
     fail_connects: AtomicBool,
+    /// Every connection fails the pre-hand-out health check.
+    unhealthy: AtomicBool,
     applied: Mutex<Vec<(u64, Option<Setting>)>>,
 }
 
 #[derive(Debug)]
 struct FakeConn {
     id: u64,
+    /// Dropping the connection closes its transport, as a real client's
+    /// does: its `Closed` future resolves.
+    _transport: oneshot::Sender<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +53,22 @@ impl Manager for Mgr {
                 return Err(Refused);
             }
             let id = fake.next.fetch_add(1, Ordering::SeqCst);
-            let (tx, rx) = oneshot::channel::<()>();
-            fake.closers.lock().unwrap().insert(id, tx);
+            let (server_close, by_server) = oneshot::channel::<()>();
+            let (transport, dropped) = oneshot::channel::<()>();
+            fake.closers.lock().unwrap().insert(id, server_close);
             let closed: Closed = Box::pin(async move {
-                let _ = rx.await;
+                tokio::select! {
+                    _ = by_server => {}
+                    _ = dropped => {}
+                }
             });
-            Ok((FakeConn { id }, closed))
+            Ok((
+                FakeConn {
+                    id,
+                    _transport: transport,
+                },
+                closed,
+            ))
         }
     }
 
@@ -64,6 +79,10 @@ impl Manager for Mgr {
     ) -> impl Future<Output = Result<(), Refused>> + Send {
         self.0.applied.lock().unwrap().push((conn.id, setting));
         async { Ok(()) }
+    }
+
+    fn is_healthy(&self, _conn: &FakeConn) -> bool {
+        !self.0.unhealthy.load(Ordering::SeqCst)
     }
 }
 
@@ -104,14 +123,27 @@ async fn a_full_pool_serves_waiters_in_order_when_conns_come_back() {
     let fake = fake();
     let pool = pool(1, fake);
     let held = pool.get().await.unwrap();
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|c| c.id) }
-    });
+    let served = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let waiter = |name: &'static str| {
+        let (pool, served) = (pool.clone(), served.clone());
+        tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            served.lock().unwrap().push(name);
+            // Hold it a while, so the next waiter is served by this release.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(conn);
+        })
+    };
+    let first = waiter("first");
     settle().await;
-    assert_eq!(pool.stats().waiters, 1);
+    let second = waiter("second");
+    settle().await;
+    assert_eq!(pool.stats().waiters, 2);
     drop(held);
-    assert_eq!(waiter.await.unwrap().unwrap(), 0);
+    first.await.unwrap();
+    second.await.unwrap();
+    assert_eq!(*served.lock().unwrap(), ["first", "second"]);
+    assert_eq!(pool.stats().opened, 1, "both were served by the one conn");
     pool.check().unwrap();
 }
 
@@ -239,7 +271,45 @@ async fn close_completes_as_soon_as_the_last_conn_returns() {
         async move { pool.close().await }
     });
     settle().await;
+    let start = tokio::time::Instant::now();
     drop(held);
     let report = closing.await.unwrap();
     assert_eq!(report.leaked, 0);
+    // Not at the 1 s close timeout: at once (the paused clock did not move).
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// The pool closing a connection itself (taint, close, or the caller
+/// closing a detached one) is not reported back to it as a server close:
+/// such a report would be for a connection it already forgot, a stale event.
+#[tokio::test(start_paused = true)]
+async fn the_pools_own_closes_are_not_reported_back_as_stale_events() {
+    let fake = fake();
+    let pool = pool(2, fake);
+    pool.get().await.unwrap().taint();
+    drop(pool.get().await.unwrap().detach());
+    drop(pool.get().await.unwrap());
+    settle().await;
+    let report = pool.close().await;
+    settle().await;
+    let s = pool.stats();
+    assert_eq!((report.leaked, s.tainted, s.detached), (0, 1, 1));
+    assert_eq!(s.stale_events, 0, "{s:?}");
+}
+
+/// Retries past unhealthy connections share one deadline: a get with a
+/// 100 ms timeout gives up at 100 ms, however many it tainted on the way.
+#[tokio::test(start_paused = true)]
+async fn a_get_keeps_its_deadline_across_unhealthy_conns() {
+    let fake = fake();
+    fake.unhealthy.store(true, Ordering::SeqCst);
+    let pool = pool(1, fake);
+    let start = tokio::time::Instant::now();
+    let err = pool
+        .get_with(None, Some(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GetError::Timeout), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert!(pool.stats().tainted > 1, "it retried: {:?}", pool.stats());
 }
