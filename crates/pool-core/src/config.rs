@@ -5,7 +5,8 @@
 /// Every `*_ms` timer is disabled by zero. Defaults follow HikariCP and pgx:
 /// at most 10 connections, no idle floor, idle connections closed after
 /// 10 minutes, every connection retired after 30 minutes, acquires given up
-/// after 30 seconds.
+/// after 30 seconds, connections idle over a second validated (pgx's ping)
+/// before they are handed out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -28,6 +29,11 @@ pub struct Config {
     /// After a failed connect, refilling `min_idle` waits this long (waiters
     /// still get new connects at once, so a connect error reaches them).
     pub reconnect_backoff_ms: u64,
+    /// A connection idle at least this long is validated (a ping) before it
+    /// is handed out, so one the server closed while it sat idle is caught
+    /// before a caller gets it (pgx pings connections idle over a second;
+    /// HikariCP validates past 500 ms; bb8 and deadpool check every one).
+    pub validate_idle_ms: u64,
 }
 
 impl Default for Config {
@@ -40,6 +46,7 @@ impl Default for Config {
             acquire_timeout_ms: 30_000,
             connect_timeout_ms: 10_000,
             reconnect_backoff_ms: 1_000,
+            validate_idle_ms: 1_000,
         }
     }
 }
@@ -56,6 +63,7 @@ impl Config {
             acquire_timeout_ms: 0,
             connect_timeout_ms: 0,
             reconnect_backoff_ms: 0,
+            validate_idle_ms: 0,
         }
     }
 }

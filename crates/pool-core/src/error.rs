@@ -22,7 +22,7 @@ pub enum CancelError {
     NotWaiting(RequestId),
 }
 
-/// `Recycle`, `Taint` or `Detach` was refused.
+/// `Recycle`, `Taint`, `Detach` or `Validated` was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReturnError {
     /// The connection is not borrowed: it is `state` in the pool (or unknown
@@ -32,6 +32,10 @@ pub enum ReturnError {
         conn: ConnId,
         state: Option<ConnState>,
     },
+    /// `Validated` for a connection that was not granted with `validate`
+    /// (or was already reported, or returned).
+    #[error("connection {conn} is not awaiting validation")]
+    NotValidating { conn: ConnId },
 }
 
 /// `Close` was refused.

@@ -200,6 +200,13 @@ mutations! {
     /// A close during the handshake is taken as an idle close: no waiter is
     /// told of the failed connect.
     HandshakeCloseSwallowed = "handshake-close-swallowed", "class 30: sqlx #4396";
+    // ----- dead connections handed out -----
+    /// No connection is ever validated before it is handed out.
+    SkipValidation = "skip-validation", "issue 10: bb8 test_on_check_out = false";
+    /// A grant that applies a setting skips the validation.
+    ValidationSkippedOnApply = "validation-skipped-on-apply", "issue 10: a check skipped on one path";
+    /// A request whose connection failed its check waits again at the back.
+    InvalidRequeuesAtBack = "invalid-requeues-at-back", "class 32: sqlx #622";
     // ----- 32 and friends: fairness, reasons -----
     /// The newest waiter is served first.
     NewestWaiterFirst = "newest-waiter-first", "class 32: sqlx #622";

@@ -53,11 +53,16 @@ pub struct Pool {
     close_deadline: Option<Time>,
     now: Time,
     next_conn: u64,
+    /// The next waiter's arrival number.
+    next_arrival: u64,
     conns: BTreeMap<ConnId, Conn>,
     /// Idle connections, least recently returned first.
     idle: VecDeque<ConnId>,
     /// Waiting acquires, oldest first.
     waiters: VecDeque<Waiter>,
+    /// Connections granted with `validate`, not yet reported valid, and
+    /// the request each went to (it waits again, first, if the check fails).
+    validating: BTreeMap<ConnId, Waiter>,
     timers: Timers,
     /// While set, refilling `min_idle` waits (a connect just failed).
     backoff_until: Option<Time>,
@@ -80,6 +85,8 @@ struct Conn {
     expired: bool,
     /// The transport reported it closed while borrowed: drop on return.
     broken: bool,
+    /// When it last became idle (validation is due after `validate_idle_ms`).
+    idle_since: Time,
 }
 
 impl Conn {
@@ -92,12 +99,16 @@ impl Conn {
             lifetime_deadline: None,
             expired: false,
             broken: false,
+            idle_since: Time::ZERO,
         }
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Waiter {
+    /// Arrival order: a waiter sent back (its connection failed its
+    /// validation) takes its place again by it.
+    arrival: u64,
     request: RequestId,
     setting: Option<Setting>,
     deadline: Option<Time>,
@@ -162,9 +173,11 @@ impl Pool {
             close_deadline: None,
             now,
             next_conn: 0,
+            next_arrival: 0,
             conns: BTreeMap::new(),
             idle: VecDeque::new(),
             waiters: VecDeque::new(),
+            validating: BTreeMap::new(),
             timers: Timers::default(),
             backoff_until: None,
             commands: VecDeque::new(),
@@ -303,6 +316,20 @@ impl Pool {
         if self.lifecycle != Lifecycle::Open && !self.waiters.is_empty() {
             return Err(format!("{:?} with waiters", self.lifecycle));
         }
+        for (conn, w) in &self.validating {
+            if self.conns.get(conn).map(|c| c.state) != Some(ConnState::Borrowed) {
+                return Err(format!(
+                    "{conn} is validated for {}, but not borrowed",
+                    w.request
+                ));
+            }
+            if self.waiters.iter().any(|o| o.request == w.request) {
+                return Err(format!(
+                    "{} waits while {conn} is validated for it",
+                    w.request
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -323,6 +350,7 @@ impl Pool {
             Input::Connected { conn } => self.handle_connected(now, conn),
             Input::ConnectFailed { conn } => self.handle_connect_failed(now, conn),
             Input::Closed { conn } => self.handle_closed(now, conn),
+            Input::Validated { conn, ok } => self.handle_validated(now, conn, ok)?,
             Input::SetCapacity { capacity } => self.handle_set_capacity(now, capacity),
             Input::Close { deadline } => self.handle_close(now, deadline)?,
         }
@@ -367,7 +395,10 @@ impl Pool {
             deadline = None;
         }
         self.timers.arm(deadline, Timer::Waiter(request));
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
         self.waiters.push_back(Waiter {
+            arrival,
             request,
             setting,
             deadline,
@@ -401,6 +432,8 @@ impl Pool {
         // Refused before `now` is taken in (rule 10).
         self.check_borrowed(conn)?;
         self.advance(now);
+        // Used and returned: whatever its validation, the grant stood.
+        self.validating.remove(&conn);
         let c = &self.conns[&conn];
         let (broken, expired, setting) = (
             c.broken,
@@ -505,6 +538,45 @@ impl Pool {
             return Ok(());
         }
         self.forget(conn);
+        self.after_slot_change();
+        Ok(())
+    }
+
+    /// The shell validated a connection granted with `validate`. Valid: the
+    /// grant stands. Dead: the connection is forgotten (its transport is
+    /// gone; the shell drops it) and its request waits again, in its place
+    /// by arrival and with its own deadline, for the next connection.
+    pub fn handle_validated(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        ok: bool,
+    ) -> Result<(), ReturnError> {
+        // Refused before `now` is taken in (rule 10).
+        if !self.validating.contains_key(&conn) {
+            return Err(ReturnError::NotValidating { conn });
+        }
+        self.advance(now);
+        let waiter = self.validating.remove(&conn).expect("checked above");
+        if ok {
+            return Ok(());
+        }
+        self.stats.invalidated += 1;
+        self.forget(conn);
+        if self.lifecycle != Lifecycle::Open {
+            self.reject(waiter.request, RejectReason::Closed);
+        } else {
+            self.timers
+                .arm(waiter.deadline, Timer::Waiter(waiter.request));
+            let place = if self.mutation.is(Mutation::InvalidRequeuesAtBack) {
+                // (A waiter whose connection failed its check lost its
+                // place in line.)
+                self.waiters.len()
+            } else {
+                self.waiters.partition_point(|w| w.arrival < waiter.arrival)
+            };
+            self.waiters.insert(place, waiter);
+        }
         self.after_slot_change();
         Ok(())
     }
@@ -938,6 +1010,15 @@ impl Pool {
         self.timers
             .disarm(waiter.deadline, Timer::Waiter(waiter.request));
         let c = self.conns.get_mut(&conn).expect("granted conn is held");
+        // Idle long enough that the server may have closed it unseen: the
+        // shell pings it first.
+        let validate = enabled(self.config.validate_idle_ms)
+            .is_some_and(|ms| self.now.millis_since(c.idle_since) >= ms)
+            // bb8 with test_on_check_out = false: never checked.
+            && !self.mutation.is(Mutation::SkipValidation)
+            // (A check skipped on one path: the setting's apply will fail on
+            // a dead conn anyway, it was thought; a reset is not a check.)
+            && !(c.setting != waiter.setting && self.mutation.is(Mutation::ValidationSkippedOnApply));
         debug_assert_eq!(c.state, ConnState::Idle);
         self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
         c.idle_deadline = None;
@@ -952,11 +1033,16 @@ impl Pool {
         self.counts.idle -= 1;
         self.counts.borrowed += 1;
         self.stats.granted += 1;
+        if validate {
+            self.stats.validations += 1;
+            self.validating.insert(conn, waiter);
+        }
         self.emit(Command::Grant {
             request: waiter.request,
             conn,
             setting: waiter.setting,
             apply_setting,
+            validate,
         });
     }
 
@@ -977,6 +1063,7 @@ impl Pool {
             ConnState::Borrowed => self.counts.borrowed -= 1,
             ConnState::Idle => return,
         }
+        c.idle_since = self.now;
         c.state = ConnState::Idle;
         let timeout = match self.config.idle_timeout_ms {
             // HikariCP #1256: a returned conn was never timed out.
@@ -1015,6 +1102,7 @@ impl Pool {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.validating.remove(&conn);
         self.timers.disarm(c.connect_deadline, Timer::Connect(conn));
         self.timers.disarm(c.idle_deadline, Timer::Idle(conn));
         self.timers

@@ -32,6 +32,10 @@ pub enum Input {
     ConnectFailed { conn: ConnId },
     /// The transport or the server closed a connection.
     Closed { conn: ConnId },
+    /// The shell validated a connection granted with `validate` (a ping):
+    /// `ok`, the grant stands; not ok, the connection is dead (the shell
+    /// drops it) and its request waits again, first in line.
+    Validated { conn: ConnId, ok: bool },
     /// Grow or shrink the pool.
     SetCapacity { capacity: usize },
     /// Close the pool; it reports `CloseComplete` when nothing is held or at
@@ -58,13 +62,16 @@ pub enum Command {
         conn: ConnId,
         reason: DisconnectReason,
     },
-    /// Hand `conn` to `request`. When `apply_setting` is set the shell first
+    /// Hand `conn` to `request`. When `validate` is set (it has been idle
+    /// for `validate_idle_ms`), the shell first checks it is alive and
+    /// reports `Validated`; when `apply_setting` is set the shell then
     /// applies `setting` (`None`: resets the session to a clean state).
     Grant {
         request: RequestId,
         conn: ConnId,
         setting: Option<Setting>,
         apply_setting: bool,
+        validate: bool,
     },
     /// `request` will not get a connection.
     Reject {
@@ -141,6 +148,9 @@ impl fmt::Display for Input {
             Input::Connected { conn } => write!(f, "connected {conn}"),
             Input::ConnectFailed { conn } => write!(f, "connect-failed {conn}"),
             Input::Closed { conn } => write!(f, "closed {conn}"),
+            Input::Validated { conn, ok } => {
+                write!(f, "validated {conn} {}", if *ok { "ok" } else { "dead" })
+            }
             Input::SetCapacity { capacity } => write!(f, "set-capacity {capacity}"),
             Input::Close { deadline } => write!(f, "close deadline={}", Opt(*deadline)),
         }
@@ -168,8 +178,12 @@ impl fmt::Display for Command {
                 conn,
                 setting,
                 apply_setting,
+                validate,
             } => {
                 write!(f, "grant {request} {conn} setting={}", Opt(*setting))?;
+                if *validate {
+                    f.write_str(" (validate)")?;
+                }
                 if *apply_setting {
                     f.write_str(" (apply)")?;
                 }

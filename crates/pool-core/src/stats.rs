@@ -42,6 +42,10 @@ pub struct Stats {
     /// Connections the transport reported closed while idle or borrowed.
     pub closed_by_server: u64,
     pub granted: u64,
+    /// Grants that asked the shell to validate first.
+    pub validations: u64,
+    /// Of those, the ones the shell found dead.
+    pub invalidated: u64,
     pub rejected: u64,
     pub timed_out: u64,
     pub cancelled: u64,

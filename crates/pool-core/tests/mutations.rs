@@ -65,6 +65,7 @@ fn grant(request: u64, conn: u64, setting: Option<Setting>, apply_setting: bool)
         conn: c(conn),
         setting,
         apply_setting,
+        validate: false,
     }
 }
 

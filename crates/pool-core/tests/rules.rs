@@ -60,6 +60,7 @@ fn grant(request: u64, conn: u64, setting: Option<Setting>) -> Command {
         conn: c(conn),
         setting,
         apply_setting: false,
+        validate: false,
     }
 }
 
@@ -70,6 +71,7 @@ fn grant_applying(request: u64, conn: u64, setting: Option<Setting>) -> Command 
         conn: c(conn),
         setting,
         apply_setting: true,
+        validate: false,
     }
 }
 
@@ -1329,6 +1331,7 @@ fn defaults_follow_mainstream_pools() {
             acquire_timeout_ms: 30_000,
             connect_timeout_ms: 10_000,
             reconnect_backoff_ms: 1_000,
+            validate_idle_ms: 1_000,
         }
     );
 
@@ -1443,6 +1446,8 @@ fn stats_count_every_outcome() {
             disconnected: 1,
             closed_by_server: 1,
             granted: 3,
+            validations: 0,
+            invalidated: 0,
             rejected: 2,
             timed_out: 1,
             cancelled: 1,
@@ -1466,4 +1471,84 @@ fn stats_count_every_outcome() {
         (s.lifecycle, s.rejected, s.waiters),
         (Lifecycle::Closed, 3, 0)
     );
+}
+
+// ----- validation before hand-out -----
+
+fn validating(max_size: usize) -> Pool {
+    Pool::new(
+        Time::ZERO,
+        Config {
+            validate_idle_ms: 100,
+            ..Config::without_timers(max_size)
+        },
+    )
+}
+
+/// A pool with c0 connected at 1 ms, borrowed by r0 and returned at 2 ms.
+fn with_idle_c0(max_size: usize) -> Pool {
+    let mut pool = validating(max_size);
+    acquire(&mut pool, 0, 0, None);
+    pool.handle_connected(t(1), c(0));
+    release(&mut pool, 2, c(0));
+    drain(&mut pool);
+    pool
+}
+
+#[test]
+fn a_connection_idle_past_validate_idle_ms_is_validated_before_it_is_handed_out() {
+    let mut pool = with_idle_c0(1);
+    // Idle 50 ms: handed out as it is.
+    acquire(&mut pool, 52, 1, None);
+    assert_eq!(drain(&mut pool), vec![grant(1, 0, None)]);
+    release(&mut pool, 53, c(0));
+    // Idle 100 ms: the shell validates it first.
+    acquire(&mut pool, 153, 2, None);
+    let Some(Command::Grant { validate, .. }) = drain(&mut pool).pop() else {
+        panic!("a grant");
+    };
+    assert!(validate);
+    assert_eq!(pool.stats().validations, 1);
+    // Alive: the grant stands.
+    pool.handle_validated(t(154), c(0), true).unwrap();
+    assert_eq!(pool.conn_state(c(0)), Some(ConnState::Borrowed));
+    pool.check_consistency().unwrap();
+}
+
+#[test]
+fn a_dead_connection_found_by_validation_is_dropped_and_its_waiter_goes_first() {
+    let mut pool = with_idle_c0(1);
+    acquire(&mut pool, 200, 1, None); // granted c0, to validate
+    drain(&mut pool);
+    acquire(&mut pool, 201, 2, None); // waits behind it (no room)
+    assert_eq!(drain(&mut pool), vec![]);
+    // c0 is dead: forgotten, nothing to disconnect; r1 waits again, before
+    // r2, and a replacement is opened for it.
+    pool.handle_validated(t(202), c(0), false).unwrap();
+    assert_eq!(drain(&mut pool), vec![open(1, None)]);
+    assert_eq!(pool.conn_state(c(0)), None);
+    assert_eq!(pool.stats().invalidated, 1);
+    pool.handle_connected(t(203), c(1));
+    assert_eq!(drain(&mut pool), vec![grant(1, 1, None)]);
+    pool.check_consistency().unwrap();
+}
+
+#[test]
+fn a_validation_report_for_a_connection_not_being_validated_is_refused() {
+    let mut pool = with_idle_c0(1);
+    let before = pool.stats();
+    assert!(pool.handle_validated(t(3), c(0), false).is_err());
+    assert_eq!(pool.stats(), before);
+    assert_eq!(drain(&mut pool), vec![]);
+}
+
+#[test]
+fn zero_validate_idle_ms_never_validates() {
+    let mut pool = Pool::new(Time::ZERO, Config::without_timers(1));
+    acquire(&mut pool, 0, 0, None);
+    pool.handle_connected(t(1), c(0));
+    release(&mut pool, 2, c(0));
+    drain(&mut pool);
+    acquire(&mut pool, 1_000_000, 1, None);
+    assert_eq!(drain(&mut pool), vec![grant(1, 0, None)]);
 }

@@ -92,7 +92,22 @@ impl Manager for PgManager {
     fn is_healthy(&self, conn: &PgConn) -> bool {
         !conn.client.is_closed()
     }
+
+    /// A ping (`SELECT 1`), bounded: a partition must not hold the get.
+    fn is_valid(&self, conn: &mut PgConn) -> impl Future<Output = bool> + Send {
+        let client = &conn.client;
+        async move {
+            let ping = client.simple_query("SELECT 1");
+            matches!(
+                tokio::time::timeout(VALIDATE_TIMEOUT, ping).await,
+                Ok(Ok(_))
+            )
+        }
+    }
 }
+
+/// How long a validation ping may take before the connection counts as dead.
+const VALIDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A setting is a session variable; `None` resets it.
 async fn apply(conn: &mut PgConn, setting: Option<Setting>) -> Result<(), tokio_postgres::Error> {

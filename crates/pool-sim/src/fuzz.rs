@@ -42,6 +42,7 @@ pub struct CaseConfig {
     acquire_timeout: u8,
     connect_timeout: u8,
     backoff: u8,
+    validate_idle: u8,
 }
 
 #[derive(Clone, Debug, Arbitrary)]
@@ -65,6 +66,7 @@ impl CaseConfig {
             acquire_timeout_ms: timer(self.acquire_timeout),
             connect_timeout_ms: timer(self.connect_timeout),
             reconnect_backoff_ms: timer(self.backoff),
+            validate_idle_ms: timer(self.validate_idle),
         }
     }
 }
@@ -163,6 +165,10 @@ pub enum CoreOp {
     },
     Closed {
         conn: u8,
+    },
+    Validated {
+        conn: u8,
+        ok: bool,
     },
     SetCapacity {
         capacity: u8,
@@ -266,6 +272,7 @@ fn input_of(op: &CoreOp, now: Time) -> Input {
         CoreOp::Connected { conn: c } => Input::Connected { conn: conn(c) },
         CoreOp::ConnectFailed { conn: c } => Input::ConnectFailed { conn: conn(c) },
         CoreOp::Closed { conn: c } => Input::Closed { conn: conn(c) },
+        CoreOp::Validated { conn: c, ok } => Input::Validated { conn: conn(c), ok },
         CoreOp::SetCapacity { capacity } => Input::SetCapacity {
             capacity: usize::from(capacity % 12),
         },

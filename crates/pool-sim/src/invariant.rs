@@ -67,6 +67,9 @@ pub enum Invariant {
     /// `CloseComplete` before its deadline while a connection is still
     /// borrowed.
     CloseEarly,
+    /// A connection the server had closed was granted without validation,
+    /// though it had been idle for `validate_idle_ms`.
+    UnvalidatedGrant,
     /// The pool's own consistency check (`SimPool::check_consistency`)
     /// failed.
     SelfCheck,
@@ -103,7 +106,7 @@ pub enum Kind {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 29] = [
+    pub const ALL: [Invariant; 30] = [
         Invariant::OverCapacity,
         Invariant::GhostIdle,
         Invariant::DoubleGrant,
@@ -124,6 +127,7 @@ impl Invariant {
         Invariant::ExpiredConn,
         Invariant::CloseIncomplete,
         Invariant::CloseEarly,
+        Invariant::UnvalidatedGrant,
         Invariant::SelfCheck,
         Invariant::CloseStalled,
         Invariant::WaiterStalled,
@@ -157,6 +161,7 @@ impl Invariant {
             Invariant::ExpiredConn => "expired-conn",
             Invariant::CloseIncomplete => "close-incomplete",
             Invariant::CloseEarly => "close-early",
+            Invariant::UnvalidatedGrant => "unvalidated-grant",
             Invariant::SelfCheck => "self-check",
             Invariant::CloseStalled => "close-stalled",
             Invariant::WaiterStalled => "waiter-stalled",
@@ -209,7 +214,10 @@ impl Invariant {
             M::TaintWakesNobody | M::FailedConnectWakesNobody => &[I::UncoveredWaiter],
             M::ReleaseWakesNobody | M::AcquireSkipsIdle => &[I::IdleWhileWaiting],
             M::ConnectTimeoutWakesNobody => &[I::ConnectErrorLost, I::UncoveredWaiter],
-            M::ConnectErrorSwallowed | M::HandshakeCloseSwallowed => &[I::ConnectErrorLost],
+            M::ConnectErrorSwallowed => &[I::ConnectErrorLost],
+            // The failure swallowed is also a backoff not started: the
+            // floor is refilled against a server that just failed.
+            M::HandshakeCloseSwallowed => &[I::ConnectErrorLost, I::UnjustifiedOpen],
             M::OpenPerWakeup
             | M::ReopenIgnoresFloor
             | M::ReopenIgnoresBackoff
@@ -243,7 +251,10 @@ impl Invariant {
                 I::CloseIncomplete,
             ],
             M::CloseDeadlineUnarmed | M::ZeroCloseTimeoutAsNone => &[I::CloseStalled],
-            M::ServePrefersSettingMatch | M::NewestWaiterFirst => &[I::QueueJumped],
+            M::ServePrefersSettingMatch | M::NewestWaiterFirst | M::InvalidRequeuesAtBack => {
+                &[I::QueueJumped]
+            }
+            M::SkipValidation | M::ValidationSkippedOnApply => &[I::UnvalidatedGrant],
             M::BackoffNeverRefills | M::FloorRefillWaitsForAcquire => &[I::FloorNotRestored],
         }
     }

@@ -98,6 +98,9 @@ impl Builder {
                         self.begin(track, "closing".to_owned());
                     }
                     SignalKind::Connected => self.instant(track, "handshake done"),
+                    SignalKind::Validated { ok } => {
+                        self.instant(track, if ok { "ping: alive" } else { "ping: dead" });
+                    }
                 }
             }
             Event::Phase(phase) => self.instant((WORLD, EVENTS), phase),
@@ -128,6 +131,18 @@ impl Builder {
             Input::Recycle { conn } => self.returned(pid, conn, "idle"),
             Input::Taint { conn } => self.returned(pid, conn, "tainted"),
             Input::Detach { conn } => self.returned(pid, conn, "detached"),
+            Input::Validated { conn, ok } => {
+                let track = (pid, conn.0 + 1);
+                let verdict = if ok {
+                    "validated: alive"
+                } else {
+                    "validated: dead"
+                };
+                self.instant(track, verdict);
+                if !ok {
+                    self.end(track);
+                }
+            }
             Input::Connected { conn } => {
                 // The pool hears of the handshake: opening ends, idle begins
                 // (or, if the session already closed, it stays closing).

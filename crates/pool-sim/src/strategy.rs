@@ -62,6 +62,7 @@ pub fn pool_config() -> impl Strategy<Value = Config> {
                 acquire_timeout_ms: acquire,
                 connect_timeout_ms: connect,
                 reconnect_backoff_ms: backoff,
+                validate_idle_ms: idle.min(1_000),
             },
         )
 }

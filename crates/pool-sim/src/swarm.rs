@@ -144,6 +144,7 @@ impl Swarm {
             acquire_timeout_ms: rng.pick(&[0, 20, 200, 2_000, 30_000]),
             connect_timeout_ms: rng.pick(&[0, 10, 100, 1_000, 10_000]),
             reconnect_backoff_ms: rng.pick(&[0, 10, 100, 1_000]),
+            validate_idle_ms: rng.pick(&[0, 1, 10, 100, 1_000]),
         };
         let clients = rng.range(1, 12) as u32;
         // The topology: one process (most runs), several processes sharing

@@ -60,6 +60,8 @@ enum Bug {
     SelfCheckFails,
     /// Its `granted` counter misses every other grant.
     MiscountGrants,
+    /// Grants never ask for validation.
+    NeverValidate,
     /// The reference core, registry and watchdog with a seed report's bug
     /// put back (for what lives outside the pool: the registry).
     Mutated(pool_core::Mutation),
@@ -103,6 +105,7 @@ impl Faulty {
                         conn,
                         setting,
                         apply_setting,
+                        validate,
                         ..
                     },
                 ) if self.waiting.len() > 1 => {
@@ -112,8 +115,25 @@ impl Faulty {
                         conn,
                         setting,
                         apply_setting,
+                        validate,
                     }
                 }
+                (
+                    Bug::NeverValidate,
+                    Command::Grant {
+                        request,
+                        conn,
+                        setting,
+                        apply_setting,
+                        ..
+                    },
+                ) => Command::Grant {
+                    request,
+                    conn,
+                    setting,
+                    apply_setting,
+                    validate: false,
+                },
                 (
                     Bug::HideConnectFailure,
                     Command::Reject {
@@ -161,6 +181,7 @@ impl Faulty {
                     conn: *conn,
                     setting: None,
                     apply_setting: true,
+                    validate: false,
                 }),
                 (Bug::DisconnectAfterGrant, Command::Grant { conn, .. }) => {
                     let conn = *conn;
@@ -220,6 +241,7 @@ impl SimPool for Faulty {
                         conn: *conn,
                         setting,
                         apply_setting: true,
+                        validate: false,
                     });
                     return Ok(());
                 }
@@ -259,6 +281,7 @@ impl SimPool for Faulty {
                 conn,
                 setting: None,
                 apply_setting: false,
+                validate: false,
             });
         }
         Ok(())
@@ -319,8 +342,7 @@ fn scenario(pool: &str, world: &str, steps: &str) -> Scenario {
 }
 
 /// Timers off unless a test turns one on.
-const QUIET: &str =
-    "idle_timeout_ms = 0\nmax_lifetime_ms = 0\nacquire_timeout_ms = 0\nconnect_timeout_ms = 0\n";
+const QUIET: &str = "idle_timeout_ms = 0\nmax_lifetime_ms = 0\nacquire_timeout_ms = 0\nconnect_timeout_ms = 0\nvalidate_idle_ms = 0\n";
 
 /// Checkout: client 0 acquires, the connect succeeds, the grant lands.
 const CHECKOUT: &str = r#"
@@ -517,6 +539,17 @@ min_idle = 1
                 Bug::CompleteCloseAtOnce,
                 scenario(&one, "clients = 1", &steps),
             )
+        }
+        Invariant::UnvalidatedGrant => {
+            // c0 idles 200 ms, the server kills it unseen; the next grant
+            // of it must be validated.
+            let steps = then(
+                r#"  { at_ms = 2, do = "release", client = 0 },
+  { at_ms = 3, do = "kill", conn = "c0" },
+  { at_ms = 200, do = "acquire", client = 0 },"#,
+            );
+            let pool = one.replace("validate_idle_ms = 0", "validate_idle_ms = 100");
+            (Bug::NeverValidate, scenario(&pool, "clients = 1", &steps))
         }
         Invariant::SelfCheck => (Bug::SelfCheckFails, scenario(&one, "clients = 1", CHECKOUT)),
         Invariant::ConnectStalled => {

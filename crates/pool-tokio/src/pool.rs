@@ -47,6 +47,14 @@ pub trait Manager: Send + Sync + 'static {
     fn is_healthy(&self, _conn: &Self::Conn) -> bool {
         true
     }
+
+    /// A real check (a ping), made when the pool asks for one: before a
+    /// connection idle for `validate_idle_ms` is handed out. A dead one is
+    /// closed and the `get` waits on, first in line. The default trusts
+    /// the connection.
+    fn is_valid(&self, _conn: &mut Self::Conn) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }
 
 /// Why a `get` got no connection.
@@ -104,6 +112,12 @@ impl<M: Manager> Builder<M> {
     }
     pub fn reconnect_backoff(mut self, d: Duration) -> Self {
         self.config.reconnect_backoff_ms = millis(d);
+        self
+    }
+    /// Connections idle this long are validated (`Manager::is_valid`)
+    /// before they are handed out (default 1 s, as pgx pings).
+    pub fn validate_idle(mut self, d: Duration) -> Self {
+        self.config.validate_idle_ms = millis(d);
         self
     }
     /// How long `close` waits for borrowed connections (default 10 s).
@@ -229,14 +243,38 @@ impl<M: Manager> Pool<M> {
         let deadline = timeout
             .or(inner.acquire_timeout)
             .map(|t| inner.now().plus_ms(millis(t)));
+        let mut waiter = Waiter::new(inner.clone(), setting, deadline);
         loop {
-            let (conn, transport, apply) = Waiter::new(inner.clone(), setting, deadline).await?;
+            let (conn, transport, validate, apply) = (&mut waiter).await?;
             let mut conn = PooledConn {
                 inner: inner.clone(),
                 conn,
                 transport: Some(transport),
                 applying: false,
             };
+            if validate {
+                // If this future is dropped mid-check, the guard taints it.
+                conn.applying = true;
+                let alive = inner.manager.is_valid(&mut conn).await;
+                conn.applying = false;
+                if !alive {
+                    // Closed by the pool itself: not a close to report.
+                    inner.stop_watching(conn.conn);
+                    let transport = conn.transport.take().expect("present until dropped");
+                    let work = inner.shared.invalid(
+                        inner.now(),
+                        conn.conn,
+                        transport,
+                        waiter.request,
+                        &waiter.slot,
+                    );
+                    waiter.done = false;
+                    inner.run(work);
+                    continue;
+                }
+                let work = inner.shared.valid(inner.now(), conn.conn);
+                inner.run(work);
+            }
             if let Some(setting) = apply {
                 // If this future is dropped mid-apply, the guard taints it.
                 conn.applying = true;
@@ -251,6 +289,7 @@ impl<M: Manager> Pool<M> {
                 return Ok(conn);
             }
             conn.taint();
+            waiter = Waiter::new(inner.clone(), setting, deadline);
         }
     }
 
@@ -420,7 +459,9 @@ impl<M: Manager> Waiter<M> {
     }
 }
 
-type Grant<C> = (ConnId, C, Option<Option<Setting>>);
+/// A grant: the connection, its transport, whether to validate it, and the
+/// setting to apply.
+type Grant<C> = (ConnId, C, bool, Option<Option<Setting>>);
 
 impl<M: Manager> Future for Waiter<M> {
     type Output = Result<Grant<M::Conn>, GetError<M::Error>>;
@@ -434,8 +475,9 @@ impl<M: Manager> Future for Waiter<M> {
                     SlotState::Granted {
                         conn,
                         transport,
+                        validate,
                         apply,
-                    } => Ok((conn, transport, apply)),
+                    } => Ok((conn, transport, validate, apply)),
                     SlotState::Rejected(RejectReason::Timeout) => Err(GetError::Timeout),
                     SlotState::Rejected(RejectReason::ConnectFailed) => {
                         Err(GetError::ConnectFailed)

@@ -37,10 +37,12 @@ pub enum Work<C> {
 #[derive(Debug)]
 pub enum SlotState<C> {
     Waiting(Option<Waker>),
-    /// Granted: the transport, and the setting to apply first, if any.
+    /// Granted: the transport, whether to validate it first, and the
+    /// setting to apply then, if any.
     Granted {
         conn: ConnId,
         transport: C,
+        validate: bool,
         apply: Option<Option<Setting>>,
     },
     Rejected(RejectReason),
@@ -74,6 +76,12 @@ impl<C> Slot<C> {
             SlotState::Done => None,
             _ => Some(std::mem::replace(&mut *state, SlotState::Done)),
         }
+    }
+
+    /// Wait again (a granted connection failed its validation, and the
+    /// core put the request back first in line).
+    fn rearm(&self) {
+        *lock(&self.state) = SlotState::Waiting(None);
     }
 
     fn fill(&self, outcome: SlotState<C>) {
@@ -199,6 +207,30 @@ impl<C> Shared<C> {
         work
     }
 
+    /// A connection granted with `validate` is alive: the grant stands.
+    pub fn valid(&self, now: Time, conn: ConnId) -> Vec<Work<C>> {
+        self.input(now, Input::Validated { conn, ok: true })
+    }
+
+    /// A connection granted with `validate` is dead: its transport is
+    /// closed, and the `get` waits again on `slot`, first in line (the core
+    /// may hand it the next connection at once).
+    pub fn invalid(
+        &self,
+        now: Time,
+        conn: ConnId,
+        transport: C,
+        request: RequestId,
+        slot: &Arc<Slot<C>>,
+    ) -> Vec<Work<C>> {
+        let mut state = lock(&self.state);
+        let mut work = vec![Work::Close { conn, transport }];
+        slot.rearm();
+        state.waiting.insert(request, slot.clone());
+        state.input(now, Input::Validated { conn, ok: false }, &mut work);
+        work
+    }
+
     /// A borrowed connection leaves the pool for good; its slot is free.
     pub fn detach(&self, now: Time, conn: ConnId) -> Vec<Work<C>> {
         self.input(now, Input::Detach { conn })
@@ -314,6 +346,7 @@ impl<C> State<C> {
                     conn,
                     setting,
                     apply_setting,
+                    validate,
                 } => {
                     let transport = self
                         .idle
@@ -324,6 +357,7 @@ impl<C> State<C> {
                         Some(slot) => slot.fill(SlotState::Granted {
                             conn,
                             transport,
+                            validate,
                             apply,
                         }),
                         // Unreachable: a request leaves `waiting` only under

@@ -19,6 +19,8 @@ struct Fake {
     fail_connects: AtomicBool,
     /// Every connection fails the pre-hand-out health check.
     unhealthy: AtomicBool,
+    /// Connections with ids below this answer a validation ping dead.
+    dead_below: AtomicU64,
     applied: Mutex<Vec<(u64, Option<Setting>)>>,
 }
 
@@ -83,6 +85,14 @@ impl Manager for Mgr {
 
     fn is_healthy(&self, _conn: &FakeConn) -> bool {
         !self.0.unhealthy.load(Ordering::SeqCst)
+    }
+
+    fn is_valid(&self, conn: &mut FakeConn) -> impl Future<Output = bool> + Send {
+        let alive = conn.id >= self.0.dead_below.load(Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            alive
+        }
     }
 }
 
@@ -312,4 +322,29 @@ async fn a_get_keeps_its_deadline_across_unhealthy_conns() {
     assert!(matches!(err, GetError::Timeout), "{err}");
     assert_eq!(start.elapsed(), Duration::from_millis(100));
     assert!(pool.stats().tainted > 1, "it retried: {:?}", pool.stats());
+}
+
+/// A connection idle past `validate_idle` is pinged before it is handed
+/// out; a dead one is closed and the get is served by a fresh connection,
+/// without failing and within its deadline.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_fails_its_validation_is_replaced_for_the_same_get() {
+    let fake = fake();
+    let pool = Pool::builder(Mgr(fake))
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .validate_idle(Duration::from_millis(100))
+        .build();
+    drop(pool.get().await.unwrap()); // c0, now idle
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server killed c0 unseen: its ping answers dead.
+    fake.dead_below.store(1, Ordering::SeqCst);
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id, 1, "a fresh connection, not the dead one");
+    let s = pool.stats();
+    assert_eq!((s.validations, s.invalidated, s.opened), (1, 1, 2), "{s:?}");
+    drop(conn);
+    settle().await;
+    pool.check().unwrap();
+    assert_eq!(pool.stats().stale_events, 0);
 }

@@ -62,6 +62,8 @@ impl PoolTokio {
                 acquire_timeout_ms: setup.get_timeout.as_millis() as u64,
                 connect_timeout_ms: options.connect_timeout_ms,
                 reconnect_backoff_ms: options.reconnect_backoff_ms,
+                // As pgx: a connection idle over a second is pinged first.
+                validate_idle_ms: Config::default().validate_idle_ms,
             })
             .close_timeout(CLOSE_TIMEOUT)
     }

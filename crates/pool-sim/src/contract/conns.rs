@@ -18,6 +18,11 @@
 //!   waiting requests; and it accepts every input that is valid by ground
 //!   truth. A connection returned tainted is disconnected as `Tainted`, and
 //!   only such a one (**unjustified-disconnect** otherwise).
+//! - **unvalidated-grant**: with `validate_idle_ms` set, a connection idle
+//!   at least that long is not granted without validation if the server has
+//!   closed it (a kill the pool has not heard of yet): the ping is what
+//!   catches it. (A connection granted dead before its validation is due is
+//!   the ordinary race the client meets and taints.)
 //! - **self-check**: the pool's own consistency check, if it has one,
 //!   passes after every input and timer firing.
 
@@ -205,6 +210,33 @@ impl<P: SimPool> World<P> {
             ),
         };
         self.violate(problem.0, problem.1);
+    }
+
+    /// A dead connection is not handed out when its validation was due.
+    pub(super) fn check_grant_validated(
+        &mut self,
+        px: u32,
+        request: RequestId,
+        conn: ConnId,
+        validate: bool,
+    ) {
+        let due_after = self.pool_config.validate_idle_ms;
+        if validate || due_after == 0 {
+            return;
+        }
+        self.counters.count(Invariant::UnvalidatedGrant);
+        let now = self.now;
+        let Some(truth) = self.pools[px as usize].conns.get(&conn) else {
+            return;
+        };
+        let idle_ms = now.millis_since(truth.pooled_since);
+        if truth.session == Session::Closed && truth.view == View::Pooled && idle_ms >= due_after {
+            let detail = format!(
+                "P{px} grants {} to {request} unvalidated after {idle_ms} ms idle (validate_idle_ms = {due_after}); the server had closed it",
+                Qualified(px, conn)
+            );
+            self.violate(Invariant::UnvalidatedGrant, detail);
+        }
     }
 
     /// A reject answers a waiting request.

@@ -113,6 +113,8 @@ pub(crate) struct Ledger {
     tainted: u64,
     detached: u64,
     stale_events: u64,
+    validations: u64,
+    invalidated: u64,
     /// By reason, in the order of `DisconnectReason`, `AbortReason` and
     /// `RejectReason` (for scenario files' assertions).
     disconnected_by: [u64; 5],
@@ -122,7 +124,7 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Every count, by the name scenario files assert it under.
-    pub(crate) fn named(&self) -> [(&'static str, u64); 25] {
+    pub(crate) fn named(&self) -> [(&'static str, u64); 27] {
         let [dis_idle, dis_lifetime, dis_tainted, dis_over, dis_closing] = self.disconnected_by;
         let [ab_timeout, ab_over, ab_closing] = self.aborted_by;
         let [rej_timeout, rej_failed, rej_closed] = self.rejected_by;
@@ -152,11 +154,13 @@ impl Ledger {
             ("detached", self.detached),
             ("stale", self.stale_events),
             ("timed_out", self.timed_out),
+            ("validations", self.validations),
+            ("invalidated", self.invalidated),
         ]
     }
 
     /// Each count beside the pool's own, by name.
-    fn against(&self, s: &Stats) -> [(&'static str, u64, u64); 15] {
+    fn against(&self, s: &Stats) -> [(&'static str, u64, u64); 17] {
         [
             ("opened", self.opened, s.opened),
             ("reopened", self.reopened, s.reopened),
@@ -180,6 +184,8 @@ impl Ledger {
             ("tainted", self.tainted, s.tainted),
             ("detached", self.detached, s.detached),
             ("stale_events", self.stale_events, s.stale_events),
+            ("validations", self.validations, s.validations),
+            ("invalidated", self.invalidated, s.invalidated),
             // The world never names a connection the pool did not issue.
             ("unknown_events", 0, s.unknown_events),
         ]
@@ -194,6 +200,7 @@ impl PoolContract {
             Input::Cancel { .. } => l.cancelled += 1,
             Input::Taint { .. } => l.tainted += 1,
             Input::Detach { .. } => l.detached += 1,
+            Input::Validated { ok: false, .. } => l.invalidated += 1,
             _ => {}
         }
     }
@@ -253,8 +260,11 @@ impl PoolContract {
                     DisconnectReason::Closing => 4,
                 }] += 1;
             }
-            Command::Grant { request, .. } => {
+            Command::Grant {
+                request, validate, ..
+            } => {
                 l.granted += 1;
+                l.validations += u64::from(validate);
                 let youngest = &mut self.drain.youngest_granted;
                 *youngest = Some(youngest.map_or(request, |r| r.max(request)));
             }
@@ -397,8 +407,10 @@ impl<P: SimPool> World<P> {
                 conn,
                 setting,
                 apply_setting,
+                validate,
             } => {
                 self.check_grant_target(px, request, conn);
+                self.check_grant_validated(px, request, conn, validate);
                 self.check_grant_lifetime(px, request, conn);
                 self.check_grant_setting(px, request, conn, setting, apply_setting);
             }

@@ -3,7 +3,9 @@
 //! Rules:
 //! - **waiter-stalled**: a request with a deadline (its own, else the
 //!   pool's `acquire_timeout_ms`) is granted or rejected by that deadline,
-//!   plus the slack. One without a deadline is held to the rules below.
+//!   plus the slack (a request back from a validation that found its
+//!   connection dead after its deadline: at once). One without a deadline
+//!   is held to the rules below.
 //! - **idle-while-waiting**: no request waits while an idle connection sits
 //!   in a pool that is open and within capacity (a lost wakeup between
 //!   "check idle" and "join the wait list").
@@ -127,7 +129,7 @@ impl<P: SimPool> World<P> {
         self.pools[px]
             .waiting
             .iter()
-            .filter_map(|(&request, w)| w.deadline.map(|d| (d, request)))
+            .filter_map(|(&request, w)| w.answer_by.map(|d| (d, request)))
             .min()
             .map(|(deadline, request)| {
                 (

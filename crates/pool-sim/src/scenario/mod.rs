@@ -363,6 +363,8 @@ pub fn entry_toml(step: &Step, meta: &StepMeta) -> String {
                         SignalKind::Connected => "connected",
                         SignalKind::ConnectFailed => "connect-failed",
                         SignalKind::Closed => "closed",
+                        SignalKind::Validated { ok: true } => "valid",
+                        SignalKind::Validated { ok: false } => "invalid",
                     };
                     let name = crate::world::Qualified(pool, conn);
                     table.insert(

@@ -7,7 +7,8 @@
 //! - a transition: `{ at_ms = 5, do = "connect-ok", attempt = 0 }`, or by
 //!   name: `conn = "c3"` (an attempt or an open session, `c3@P1` in another
 //!   pool), `signal = "closed c0"` (`connected`, `connect-failed` or
-//!   `closed`); `may_skip = true` lets it resolve to nothing;
+//!   `closed`; `valid` and `invalid` answer a validation ping);
+//!   `may_skip = true` lets it resolve to nothing;
 //! - an assertion: `{ at_ms = 9, assert = { idle = 1, opened = 2 } }`;
 //! - a backend mode: `{ at_ms = 0, backend = "ok", after_ms = 5 }` (also
 //!   `"fail"`, `"hang"`, and `"manual"`, the default);
@@ -251,7 +252,7 @@ fn parse_conn(value: &toml::Value) -> Result<(u32, ConnId), String> {
 fn parse_signal(text: &str) -> Result<Select, String> {
     let bad = || {
         format!(
-            "`signal = \"{text}\"`: write the kind and the connection, e.g. \"closed c3\" (kinds: connected, connect-failed, closed)"
+            "`signal = \"{text}\"`: write the kind and the connection, e.g. \"closed c3\" (kinds: connected, connect-failed, closed, valid, invalid)"
         )
     };
     let (kind, conn) = text.split_once(' ').ok_or_else(bad)?;
@@ -259,6 +260,8 @@ fn parse_signal(text: &str) -> Result<Select, String> {
         "connected" => SignalKind::Connected,
         "connect-failed" => SignalKind::ConnectFailed,
         "closed" => SignalKind::Closed,
+        "valid" => SignalKind::Validated { ok: true },
+        "invalid" => SignalKind::Validated { ok: false },
         _ => return Err(bad()),
     };
     let (pool, conn) = parse_conn(&toml::Value::String(conn.to_owned())).map_err(|_| bad())?;

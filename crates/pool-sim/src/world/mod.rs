@@ -115,6 +115,11 @@ pub enum SignalKind {
     Connected,
     ConnectFailed,
     Closed,
+    /// The answer to the ping of a connection granted with `validate`:
+    /// alive, or dead.
+    Validated {
+        ok: bool,
+    },
 }
 
 impl fmt::Display for Signal {
@@ -123,6 +128,8 @@ impl fmt::Display for Signal {
             SignalKind::Connected => "Connected",
             SignalKind::ConnectFailed => "ConnectFailed",
             SignalKind::Closed => "Closed",
+            SignalKind::Validated { ok: true } => "Valid",
+            SignalKind::Validated { ok: false } => "Invalid",
         };
         write!(f, "{kind}({})", Qualified(self.pool, self.conn))
     }
@@ -203,6 +210,10 @@ pub struct Waiting {
     /// The deadline the pool must answer it by: its own, else the pool's
     /// acquire timeout; `None`, never (it waits until it is served).
     pub deadline: Option<Time>,
+    /// When the pool owes it an answer: its deadline, or, for a request
+    /// back from a validation that found its connection dead after the
+    /// deadline passed, that moment (the pool answers it at once).
+    pub answer_by: Option<Time>,
 }
 
 /// What a client is doing; connections are in the client's pool.
@@ -343,6 +354,9 @@ pub struct PoolSlot<P> {
     pub conns: BTreeMap<ConnId, ConnTruth>,
     /// Waiting requests, oldest first (request ids are issued in order).
     pub(crate) waiting: BTreeMap<RequestId, Waiting>,
+    /// Connections granted with `validate` whose ping is in flight, and the
+    /// request each is for (it waits again if the ping finds it dead).
+    pub(crate) validating: BTreeMap<ConnId, (RequestId, Waiting)>,
     pub(crate) shrink: Option<ShrinkWatch>,
     /// Settings of this pool's connections that left the table since its
     /// last drain, so a reopen can be checked against the connection it
@@ -374,6 +388,7 @@ impl<P: SimPool> PoolSlot<P> {
             close: None,
             conns: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            validating: BTreeMap::new(),
             shrink: None,
             retired: Vec::new(),
             counted: Census::default(),
@@ -929,6 +944,7 @@ impl<P: SimPool> World<P> {
                 client,
                 setting,
                 deadline: effective,
+                answer_by: effective,
             },
         );
         let c = &mut self.clients[client as usize];
@@ -961,6 +977,11 @@ impl<P: SimPool> World<P> {
         let (ClientState::Waiting { request }, Some(px)) = (c.state, c.pool) else {
             return (Target::Skipped("client is not waiting"), None);
         };
+        if !self.pools[px as usize].waiting.contains_key(&request) {
+            // The shell validates the connection it was granted: the hand-off
+            // is under way, and completes before the client can give up.
+            return (Target::Skipped("its connection is being validated"), None);
+        }
         self.answered(client, Reply::Cancelled);
         self.end_wait(px, request);
         self.set_client_idle(client);
@@ -1123,6 +1144,9 @@ impl<P: SimPool> World<P> {
             return None;
         }
         let now = self.now;
+        if let SignalKind::Validated { ok } = kind {
+            return self.validated(pool, conn, ok);
+        }
         let heard = match slot.conns.get_mut(&conn) {
             Some(truth) => match (kind, truth.view) {
                 (SignalKind::Connected, View::Opening) => {
@@ -1157,8 +1181,35 @@ impl<P: SimPool> World<P> {
             SignalKind::Connected => Input::Connected { conn },
             SignalKind::ConnectFailed => Input::ConnectFailed { conn },
             SignalKind::Closed => Input::Closed { conn },
+            SignalKind::Validated { .. } => unreachable!("handled above"),
         };
         Some((pool, input))
+    }
+
+    /// A ping's answer reaches the shell: alive, the client gets the
+    /// connection; dead, it is gone and the request waits again.
+    fn validated(&mut self, px: u32, conn: ConnId, ok: bool) -> Option<(u32, Input)> {
+        self.touch(px);
+        let slot = &mut self.pools[px as usize];
+        let (request, waiting) = slot
+            .validating
+            .remove(&conn)
+            .expect("one ping per validated grant, answered once");
+        if ok {
+            self.hand_over(px, request, conn, waiting.client);
+        } else {
+            if let Some(watch) = &mut slot.shrink {
+                watch.outstanding.remove(&conn);
+            }
+            let now = self.now;
+            let waiting = Waiting {
+                answer_by: waiting.deadline.map(|d| d.max(now)),
+                ..waiting
+            };
+            slot.waiting.insert(request, waiting);
+            self.forget(px, conn);
+        }
+        Some((px, Input::Validated { conn, ok }))
     }
 
     /// Tell the driver. Only the safety phase's generator plans around
@@ -1345,7 +1396,18 @@ impl<P: SimPool> World<P> {
                 conn,
                 setting,
                 apply_setting,
-            } => self.on_grant(px, request, conn, setting, apply_setting),
+                validate,
+            } => {
+                // The shell pings a connection it must validate before the
+                // client sees it: the answer (alive or dead, as the server
+                // has it now) comes back as a signal; until then the
+                // connection is the request's, and the client still waits.
+                if validate {
+                    self.begin_validation(px, request, conn, setting, apply_setting);
+                } else {
+                    self.on_grant(px, request, conn, setting, apply_setting);
+                }
+            }
             Command::Reject { request, reason } => self.on_reject(px, request, reason),
             Command::CloseComplete { .. } => {
                 let now = self.now;
@@ -1378,12 +1440,51 @@ impl<P: SimPool> World<P> {
         truth.view = View::Borrowed { client };
         truth.last_active = now;
         self.end_wait(px, request);
+        self.hand_over(px, request, conn, client);
+    }
+
+    /// The client gets its connection.
+    fn hand_over(&mut self, px: u32, request: RequestId, conn: ConnId, client: u32) {
+        let now = self.now;
         self.answered(client, Reply::Granted(conn));
         let c = &mut self.clients[client as usize];
         c.state = ClientState::Holding { conn, since: now };
         c.probe = false;
         self.notice(Notice::Granted { client });
         self.first_connect_landed(px, request, true);
+    }
+
+    /// A grant with `validate`: the request leaves the wait list for the
+    /// ping's duration, the connection is its (borrowed), and the ping's
+    /// answer is queued.
+    fn begin_validation(
+        &mut self,
+        px: u32,
+        request: RequestId,
+        conn: ConnId,
+        setting: Option<Setting>,
+        apply_setting: bool,
+    ) {
+        let now = self.now;
+        let slot = &mut self.pools[px as usize];
+        let waiting = slot
+            .waiting
+            .remove(&request)
+            .expect("the contract checked it waits");
+        let truth = slot
+            .conns
+            .get_mut(&conn)
+            .expect("the contract checked it is pooled");
+        if apply_setting {
+            truth.setting = setting;
+        }
+        truth.view = View::Borrowed {
+            client: waiting.client,
+        };
+        truth.last_active = now;
+        let alive = truth.session == Session::Open;
+        slot.validating.insert(conn, (request, waiting));
+        self.queue(SignalKind::Validated { ok: alive }, px, conn);
     }
 
     fn on_reject(&mut self, px: u32, request: RequestId, reason: RejectReason) {

@@ -329,6 +329,7 @@ impl<P: SimPool> World<P> {
         let sessions = slot.conns.len() as u32;
         slot.conns.clear();
         slot.waiting.clear();
+        slot.validating.clear();
         slot.shrink = None;
         slot.retired.clear();
         // Not checked any more, but counted over every pool (the role limit).
