@@ -137,6 +137,9 @@ mutations! {
     /// A lifetime reopen emits the disconnect but leaves the connection in
     /// the idle set.
     ReopenLeavesIdle = "reopen-leaves-idle", "class 13: vitess #18967";
+    /// A `Connected` reported twice puts the connection back in the idle
+    /// set, even from a client's hands.
+    DuplicateConnectedReadmits = "duplicate-connected-readmits", "class 13: a connect callback run twice";
     // ----- 14: a hung connect holds capacity -----
     /// No connect timer is armed: a hung connect holds its slot forever.
     ConnectTimeoutUnarmed = "connect-timeout-unarmed", "class 14: vitess #20080";
@@ -187,6 +190,11 @@ mutations! {
     /// GC collects a committed pool with nothing idle, though it lends
     /// connections or has waiters.
     GcRemovesBusy = "gc-removes-busy", "class 27: pg_doorman #255";
+    /// A GC sweep collects nothing: idle pools pile up.
+    GcKeepsIdle = "gc-keeps-idle", "class 27: pg_doorman's idle dynamic pools";
+    /// A first connect's commit is acknowledged but not recorded: the
+    /// pool is never eligible for GC.
+    CommitNotRecorded = "commit-not-recorded", "class 27: pg_doorman 089fc22's registry";
     /// A capacity of 0 is read as unlimited.
     ZeroCapacityUnlimited = "zero-capacity-unlimited", "class 28: pg_doorman #139";
     // ----- 29: the floor after an outage -----

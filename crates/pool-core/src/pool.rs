@@ -610,6 +610,14 @@ impl Pool {
                 }
                 self.after_slot_change();
             }
+            Some(c)
+                if c.state == ConnState::Borrowed
+                    && self.mutation.is(Mutation::DuplicateConnectedReadmits) =>
+            {
+                // (The second report of the handshake made it idle again.)
+                self.make_idle(conn);
+                self.after_slot_change();
+            }
             Some(_) => self.stats.stale_events += 1,
             None if self.mutation.is(Mutation::AcceptStaleConnect) && conn.0 < self.next_conn => {
                 // Bun before #30950: #onConnected did not check that the

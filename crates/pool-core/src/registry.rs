@@ -139,13 +139,9 @@ impl Registry {
             .initializing
             .remove(&pool)
             .ok_or(RegistryError::NotInitializing(pool))?;
-        self.entries.insert(
-            key,
-            Entry {
-                pool,
-                committed: true,
-            },
-        );
+        // (The commit acknowledged, the entry left as it was.)
+        let committed = !self.mutation.is(Mutation::CommitNotRecorded);
+        self.entries.insert(key, Entry { pool, committed });
         Ok(())
     }
 
@@ -174,6 +170,9 @@ impl Registry {
                 // pg_doorman before #255: `pool_state().size == 0` alone; an
                 // initializing pool's first connect is not in its size.
                 s.idle + s.borrowed == 0
+            } else if mutation.is(Mutation::GcKeepsIdle) {
+                // (The sweep looked, and kept everything.)
+                false
             } else if mutation.is(Mutation::GcRemovesBusy) {
                 // pg_doorman #209: only idle connections were looked at, so a
                 // pool lending every connection looked empty.

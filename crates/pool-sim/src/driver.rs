@@ -8,7 +8,7 @@ use pool_core::{ConnId, RequestId, Time};
 use crate::pool::SimPool;
 use crate::swarm::{Rng, Swarm};
 use crate::transition::{Step, Transition};
-use crate::world::{ClientState, Notice, Owner, Service, Session, World};
+use crate::world::{ClientState, Notice, Owner, Service, Session, SignalKind, World};
 
 /// Chooses steps. A driver may read the world (and take its notices), but
 /// changes it only through the steps it returns.
@@ -57,6 +57,8 @@ enum Plan {
     CancelIfWaiting(u32, RequestId),
     Answer(u32, ConnId, Answer),
     Deliver(u64),
+    /// Report a queued signal a second time.
+    Echo(u64),
     Kill(u32, ConnId),
     RandomKill,
     KillAll,
@@ -162,7 +164,11 @@ impl Generator {
                 } else {
                     0
                 };
+                let echo_pct = f.echo_pct;
                 self.plan(now.plus_ms(delay), Plan::Deliver(seq));
+                if self.rng.chance(echo_pct) {
+                    self.plan(now, Plan::Echo(seq));
+                }
             }
             Notice::Waiting { client, request } => {
                 if self.rng.chance(w.cancel_pct) {
@@ -224,6 +230,15 @@ impl Generator {
             Plan::Deliver(seq) => {
                 let signal = world.inbox().iter().position(|q| q.seq == seq)? as u32;
                 Some(Transition::Deliver { signal })
+            }
+            Plan::Echo(seq) => {
+                // Index among the signals that can be repeated.
+                let signal = world
+                    .inbox()
+                    .iter()
+                    .filter(|q| !matches!(q.signal.kind, SignalKind::Validated { .. }))
+                    .position(|q| q.seq == seq)? as u32;
+                Some(Transition::Echo { signal })
             }
             Plan::Kill(pool, conn) => {
                 let session = world.open_sessions().position(|s| s == (pool, conn))? as u32;

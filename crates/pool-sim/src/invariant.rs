@@ -200,6 +200,9 @@ impl Invariant {
         use Mutation as M;
         match mutation {
             M::AcceptStaleConnect | M::ReopenLeavesIdle => &[I::GhostIdle],
+            // A connection a client holds, made idle again: the pool's view
+            // disagrees with the truth, or it grants it twice.
+            M::DuplicateConnectedReadmits => &[I::Accounting, I::DoubleGrant],
             M::DetachKeepsSlot => &[I::Accounting, I::Starved],
             M::TaintKeepsSlot | M::BrokenReturnKeepsSlot => &[I::Accounting],
             M::HandoffWhileOverCapacity => &[I::CapacityStalled, I::CloseStalled],
@@ -210,7 +213,7 @@ impl Invariant {
             | M::GrantSkipsReset => &[I::SettingLost],
             M::GcRemovesInitializing | M::GcRemovesBusy => &[I::GcRemovedInitializing],
             M::RegisterAfterConnect => &[I::DuplicatePool],
-            M::OrphanKeepsPool => &[I::Footprint],
+            M::OrphanKeepsPool | M::GcKeepsIdle | M::CommitNotRecorded => &[I::Footprint],
             M::TaintWakesNobody | M::FailedConnectWakesNobody => &[I::UncoveredWaiter],
             M::ReleaseWakesNobody | M::AcquireSkipsIdle => &[I::IdleWhileWaiting],
             M::ConnectTimeoutWakesNobody => &[I::ConnectErrorLost, I::UncoveredWaiter],

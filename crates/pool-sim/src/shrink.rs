@@ -370,6 +370,9 @@ fn smaller(t: &Transition) -> Vec<Transition> {
         Transition::Deliver { signal } => {
             halves(signal).for_each(|signal| push(Transition::Deliver { signal }))
         }
+        Transition::Echo { signal } => {
+            halves(signal).for_each(|signal| push(Transition::Echo { signal }))
+        }
         Transition::SetCapacity { capacity, pool } => {
             for capacity in halves(capacity) {
                 push(Transition::SetCapacity { capacity, pool });

@@ -30,6 +30,7 @@ pub fn transition() -> impl Strategy<Value = Transition> {
         1 => index().prop_map(|session| Transition::Kill { session }),
         1 => Just(Transition::KillAll),
         5 => (0u32..3).prop_map(|signal| Transition::Deliver { signal }),
+        1 => (0u32..3).prop_map(|signal| Transition::Echo { signal }),
         1 => (0u32..6, 0u32..3).prop_map(|(capacity, pool)| Transition::SetCapacity { capacity, pool }),
         1 => (timeout(), 0u32..3).prop_map(|(timeout_ms, pool)| Transition::Close { timeout_ms, pool }),
         2 => (index(), 0u32..3, timeout())

@@ -130,6 +130,8 @@ pub struct Faults {
     pub defer_ms: u64,
     /// Events planned for the same millisecond happen in a random order.
     pub reorder: bool,
+    /// Chance that the transport reports a signal twice.
+    pub echo_pct: u8,
 }
 
 impl Swarm {
@@ -203,6 +205,7 @@ impl Swarm {
             defer_pct: rng.maybe(50, 1, 50) as u8,
             defer_ms: rng.range(1, 10),
             reorder: rng.chance(50),
+            echo_pct: rng.maybe(70, 1, 20) as u8,
         };
         Swarm {
             pool,

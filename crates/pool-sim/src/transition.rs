@@ -63,6 +63,10 @@ pub enum Transition {
     /// The pool hears of one pending backend signal (`signal` indexes the
     /// signals not yet delivered, oldest first).
     Deliver { signal: u32 },
+    /// The transport reports a pending signal a second time (an error and
+    /// then EOF both report one close; a callback that fires twice): a copy
+    /// joins the queue. A ping's answer is not repeated.
+    Echo { signal: u32 },
 
     // ----- control (`pool` indexes the pools in service) -----
     SetCapacity {
@@ -116,6 +120,7 @@ impl Transition {
             Transition::Kill { .. } => "kill",
             Transition::KillAll => "kill-all",
             Transition::Deliver { .. } => "deliver",
+            Transition::Echo { .. } => "echo",
             Transition::SetCapacity { .. } => "set-capacity",
             Transition::Close { .. } => "close",
             Transition::Login { .. } => "login",
@@ -137,7 +142,7 @@ pub fn fields(name: &str) -> Option<&'static [&'static str]> {
         "cancel" | "release" | "taint" | "detach" | "unlisten" => &["client"],
         "connect-ok" | "connect-fail" | "ready-then-fin" => &["attempt"],
         "kill" => &["session"],
-        "deliver" => &["signal"],
+        "deliver" | "echo" => &["signal"],
         "set-capacity" => &["capacity", "pool"],
         "close" => &["timeout_ms", "pool"],
         "login" => &["client", "key", "timeout_ms"],

@@ -111,6 +111,7 @@ fn the_strategy_covers_every_transition_kind() {
         "kill",
         "kill-all",
         "deliver",
+        "echo",
         "set-capacity",
         "close",
         "login",

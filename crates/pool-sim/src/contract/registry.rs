@@ -7,6 +7,8 @@
 //! - **gc-removed-initializing**: the registry's GC removes only a pool
 //!   whose first connect committed, that holds no connection and that no
 //!   request waits on; a login is never handed a pool that is gone.
+//! - **footprint**: and a GC sweep removes every such pool it finds (a
+//!   registry that keeps idle pools leaks them).
 //! - **footprint**: an orphaned process is gone, with its sessions, within
 //!   one watchdog interval plus the liveness bound.
 
@@ -69,6 +71,16 @@ impl<P: SimPool> World<P> {
             format!("GC removed {id} (P{px}) {why}"),
         );
         false
+    }
+
+    /// After a GC sweep: `px`, committed and kept, is not idle.
+    pub(crate) fn check_swept(&mut self, px: u32) {
+        self.counters.count(Invariant::Footprint);
+        let slot = &self.pools[px as usize];
+        if slot.census().held() == 0 && slot.waiting.is_empty() && slot.validating.is_empty() {
+            let detail = format!("GC kept P{px}, committed and idle: nothing held, nobody waiting");
+            self.violate(Invariant::Footprint, detail);
+        }
     }
 
     /// An orphaned process must be gone, its sessions with it, within one

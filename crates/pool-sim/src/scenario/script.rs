@@ -183,13 +183,15 @@ pub(super) fn parse_entry(
     let index_key = match name.as_str() {
         "connect-ok" | "connect-fail" | "ready-then-fin" => Some("attempt"),
         "kill" => Some("session"),
-        "deliver" => Some("signal"),
+        "deliver" | "echo" => Some("signal"),
         _ => None,
     };
     if let Some(index_key) = index_key {
         if let Some(conn) = table.remove("conn") {
-            if name == "deliver" {
-                return Err("`deliver` names its signal: `signal = \"closed c3\"`".to_owned());
+            if index_key == "signal" {
+                return Err(format!(
+                    "`{name}` names its signal: `signal = \"closed c3\"`"
+                ));
             }
             if table.contains_key(index_key) {
                 return Err(format!("give `{index_key}` or `conn`, not both"));
@@ -197,7 +199,7 @@ pub(super) fn parse_entry(
             let (pool, conn) = parse_conn(&conn)?;
             meta.select = Some(Select::Conn { pool, conn });
             table.insert(index_key.to_owned(), toml::Value::Integer(0));
-        } else if name == "deliver"
+        } else if index_key == "signal"
             && let Some(toml::Value::String(signal)) = table.get("signal")
         {
             meta.select = Some(parse_signal(signal)?);
@@ -592,6 +594,23 @@ impl<'a> ScriptDriver<'a> {
                     })
                     .ok_or_else(|| format!("no {kind:?} signal of {} queued", named(pool, conn)))?
                     as u32;
+            }
+            (Select::Signal { kind, pool, conn }, Transition::Echo { signal }) => {
+                // Indexed among the signals that may be repeated.
+                let named_signal = |q: &&crate::world::Queued| {
+                    q.signal.kind == kind && q.signal.pool == pool && q.signal.conn == conn
+                };
+                *signal = world
+                    .inbox()
+                    .iter()
+                    .filter(|q| !matches!(q.signal.kind, SignalKind::Validated { .. }))
+                    .position(|q| named_signal(&q))
+                    .ok_or_else(|| {
+                        format!(
+                            "no {kind:?} signal of {} queued to repeat",
+                            named(pool, conn)
+                        )
+                    })? as u32;
             }
             _ => unreachable!("the parser names only attempts, sessions and signals"),
         }

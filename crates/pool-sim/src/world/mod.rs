@@ -832,6 +832,21 @@ impl<P: SimPool> World<P> {
                 }
                 (Target::World, None)
             }
+            Transition::Echo { signal } => {
+                let echoable: Vec<Signal> = self
+                    .inbox
+                    .iter()
+                    .map(|q| q.signal)
+                    .filter(|s| !matches!(s.kind, SignalKind::Validated { .. }))
+                    .collect();
+                if echoable.is_empty() {
+                    return (Target::Skipped("no signal queued to repeat"), None);
+                }
+                let copy = echoable[signal as usize % echoable.len()];
+                self.fault("echo");
+                self.queue(copy.kind, copy.pool, copy.conn);
+                (Target::Signal(copy), None)
+            }
             Transition::Deliver { signal } => {
                 if self.inbox.is_empty() {
                     return (Target::Skipped("no signal queued"), None);

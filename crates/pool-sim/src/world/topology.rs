@@ -4,7 +4,7 @@
 //! first login, commits it when that login's connect lands, and collects idle
 //! pools (pg_doorman, seed 002).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pool_core::{Input, Key, Login, Mutation, PoolId, Registry, RequestId, Watchdog};
 
@@ -20,6 +20,9 @@ pub(super) struct RegistryTruth {
     pools: BTreeMap<PoolId, u32>,
     /// Pools whose first connect is in flight, and the login running it.
     first_connect: BTreeMap<u32, RequestId>,
+    /// Pools whose first connect landed (the registry committed them), by
+    /// the world's count: GC owes them a sweep once they are idle.
+    committed: BTreeSet<u32>,
 }
 
 impl RegistryTruth {
@@ -34,6 +37,7 @@ impl RegistryTruth {
             registry,
             pools: BTreeMap::new(),
             first_connect: BTreeMap::new(),
+            committed: BTreeSet::new(),
         }
     }
 }
@@ -185,6 +189,7 @@ impl<P: SimPool> World<P> {
             return;
         }
         if granted {
+            truth.committed.insert(px);
             self.world_event(WorldEvent::Committed { pool: id });
         } else {
             self.world_event(WorldEvent::Abandoned { pool: id });
@@ -215,6 +220,29 @@ impl<P: SimPool> World<P> {
                 return (Target::World, None);
             }
             self.deferred.push(Deferred::Drop(px));
+            self.registry
+                .as_mut()
+                .expect("checked above")
+                .committed
+                .remove(&px);
+        }
+        // And it swept every pool it owed a sweep.
+        let truth = self.registry.as_ref().expect("checked above");
+        let kept: Vec<u32> = truth
+            .committed
+            .iter()
+            .copied()
+            .filter(|&px| {
+                let slot = &self.pools[px as usize];
+                slot.service == Service::Serving
+                    && !self
+                        .deferred
+                        .iter()
+                        .any(|d| matches!(d, Deferred::Drop(p) if *p == px))
+            })
+            .collect();
+        for px in kept {
+            self.check_swept(px);
         }
         (Target::World, None)
     }
