@@ -1,4 +1,8 @@
-//! `cargo xtask replay`: run scenario files and compare with their `expect`.
+//! `cargo xtask replay`: run scenario files and compare with their `expect`;
+//! with `--all-mutations`, replay each against every mutation and report which
+//! files catch which bug.
+
+mod mutations;
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +15,20 @@ use crate::print;
 /// with the mutation, and pass without it.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A scenario file or a directory of them.
-    path: PathBuf,
+    /// Scenario files or directories of them (several, so that a shell glob
+    /// such as `scenarios/seed-*.toml` works).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
     /// Run with this seed report's bug put back instead of the file's own
     /// (then the outcome is shown, not compared with `expect`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "all_mutations")]
     mutation: Option<Mutation>,
+    /// Replay every file with every mutation of `cargo xtask hunt`, one at a
+    /// time, and print which files catch each (the replay does not end as
+    /// the file expects without it), then how many mutations the files
+    /// catch on their own.
+    #[arg(long, conflicts_with_all = ["perfetto", "verbose"])]
+    all_mutations: bool,
     /// Write the run as Chrome Trace Event JSON (open it in ui.perfetto.dev);
     /// for a single scenario file.
     #[arg(long, value_name = "FILE")]
@@ -27,27 +39,31 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let files = if args.path.is_dir() {
-        match files_in(&args.path) {
-            Ok(files) => files,
-            Err(e) => {
-                eprintln!("error: cannot list {}: {e}", args.path.display());
-                return 1;
+    let mut files = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            match files_in(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => {
+                    eprintln!("error: cannot list {}: {e}", path.display());
+                    return 1;
+                }
             }
+        } else {
+            files.push(path.clone());
         }
-    } else {
-        vec![args.path.clone()]
-    };
+    }
     if args.perfetto.is_some() && files.len() != 1 {
         eprintln!("error: --perfetto needs a single scenario file, not a directory");
         return 2;
     }
     if files.is_empty() {
-        eprintln!(
-            "error: no *.toml scenario files under {}",
-            args.path.display()
-        );
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("error: no *.toml scenario files under {}", paths.join(" "));
         return 1;
+    }
+    if args.all_mutations {
+        return mutations::run(&files);
     }
     let mut worst = 0;
     let mut failed = 0;
@@ -177,7 +193,7 @@ fn replay_file(
     0
 }
 
-fn ends_as(outcome: &Outcome, expect: Expect) -> bool {
+pub(crate) fn ends_as(outcome: &Outcome, expect: Expect) -> bool {
     match (outcome, expect) {
         (Outcome::Pass, Expect::Pass) => true,
         (Outcome::Violated(v), Expect::Violation(i)) => v.invariant == i,
