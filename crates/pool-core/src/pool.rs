@@ -153,6 +153,11 @@ impl Timers {
         self.0.first().map(|&(at, _)| at)
     }
 
+    /// How many timers are due at `now`.
+    fn due(&self, now: Time) -> usize {
+        self.0.iter().take_while(|&&(at, _)| at <= now).count()
+    }
+
     fn pop_due(&mut self, now: Time) -> Option<Timer> {
         match self.0.first() {
             Some(&(at, _)) if at <= now => self.0.pop_first().map(|(_, timer)| timer),
@@ -749,11 +754,18 @@ impl Pool {
         Ok(())
     }
 
-    /// Fire every timer due at `now`.
+    /// Fire the timers due at `now`: those due when it is called. A timer
+    /// armed meanwhile for `now` or earlier waits for the next call (then
+    /// `poll_timeout` says `now` again), so one call does bounded work even
+    /// if firing keeps arming timers that are already due.
     pub fn handle_timeout(&mut self, now: Time) {
         self.advance(now);
-        while let Some(timer) = self.timers.pop_due(self.now) {
-            self.fire(timer);
+        let due = self.timers.due(self.now);
+        for _ in 0..due {
+            match self.timers.pop_due(self.now) {
+                Some(timer) => self.fire(timer),
+                None => break,
+            }
         }
     }
 

@@ -536,14 +536,28 @@ impl<'a> ScriptDriver<'a> {
             Backend::Fail { after_ms } => (after_ms, false),
             Backend::Manual | Backend::Hang => return None,
         };
-        let (at, attempt) = world
+        let answer = world
             .attempts()
             .enumerate()
             .filter_map(|(i, (pool, conn))| {
                 let opened = world.conn(pool, conn)?.opened_at;
                 Some((opened.max(self.backend_since).plus_ms(after_ms), i as u32))
             })
-            .min()?;
+            .min();
+        // The pool's own timers may open connects before that (a refill, a
+        // reopen): let the clock stop at them, so those are answered on
+        // time too.
+        let timer = world.next_timer().filter(|&t| t > now);
+        let (at, attempt) = match (answer, timer) {
+            (Some((at, attempt)), timer) if timer.is_none_or(|t| at <= t) => (at, attempt),
+            (_, Some(t)) if by.is_none_or(|by| t < by) => {
+                return Some(Step {
+                    at: t,
+                    transition: Transition::Wait,
+                });
+            }
+            _ => return None,
+        };
         if by.is_some_and(|by| at > by) {
             return None;
         }
