@@ -229,11 +229,14 @@ impl<P: SimPool> World<P> {
         let Some(truth) = self.pools[px as usize].conns.get(&conn) else {
             return;
         };
-        let idle_ms = now.millis_since(truth.pooled_since);
-        if truth.session == Session::Closed && truth.view == View::Pooled && idle_ms >= due_after {
+        // Due once it has idled `due_after` (measured with the deadline's
+        // arithmetic, not the pool's: the check must not share its mistake).
+        let due_at = truth.pooled_since.plus_ms(due_after);
+        if truth.session == Session::Closed && truth.view == View::Pooled && now >= due_at {
             let detail = format!(
-                "P{px} grants {} to {request} unvalidated after {idle_ms} ms idle (validate_idle_ms = {due_after}); the server had closed it",
-                Qualified(px, conn)
+                "P{px} grants {} to {request} unvalidated, idle since {} (validate_idle_ms = {due_after}, due at {due_at}); the server had closed it",
+                Qualified(px, conn),
+                truth.pooled_since
             );
             self.violate(Invariant::UnvalidatedGrant, detail);
         }
