@@ -374,7 +374,11 @@ impl Pool {
     ) -> Result<(), AcquireError> {
         // Validate before taking `now` in: a refused input changes nothing,
         // not even the pool's clock (rule 10).
-        if self.waiters.iter().any(|w| w.request == request) {
+        // A request whose grant is still being validated is not served yet
+        // either: a failed validation puts it back in the queue.
+        if self.waiters.iter().any(|w| w.request == request)
+            || self.validating.values().any(|w| w.request == request)
+        {
             return Err(AcquireError::DuplicateRequest(request));
         }
         self.advance(now);
