@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use pool_core::{ConnId, RequestId, Time};
 
+use crate::contract::PhaseEnd;
 use crate::pool::SimPool;
 use crate::swarm::{Rng, Swarm};
 use crate::transition::{Step, Transition};
@@ -445,6 +446,10 @@ pub struct Healer {
     /// The phase ends here even if the world never goes quiet (a pool that
     /// reconnects without backoff against a full role limit keeps it busy).
     horizon: Time,
+    /// One full round after the heal (every timeout, backoff and bound the
+    /// pool and world have): by then a waiter is owed its answer whatever
+    /// hung before the heal.
+    round_end: Time,
     steps: u64,
     probes: Probes,
     /// Quiet after the probes: the phase runs on to here (past the idle
@@ -452,8 +457,8 @@ pub struct Healer {
     /// timers fire each at its own time and the contract sees them.
     quiet_until: Option<Time>,
     done: bool,
-    /// The world went quiet and the phase ran past every bound.
-    completed: bool,
+    /// How the phase ended, once it has.
+    end: PhaseEnd,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -486,18 +491,18 @@ impl Healer {
         Healer {
             healed_at,
             horizon,
+            round_end: healed_at.plus_ms(round),
             steps: 0,
             probes: Probes::NotStarted,
             quiet_until: None,
             done: false,
-            completed: false,
+            end: PhaseEnd::Horizon,
         }
     }
 
-    /// Whether the world went quiet and the phase ran past every bound; if
-    /// not (it hit its horizon), the end-of-phase checks do not apply.
-    pub fn completed(&self) -> bool {
-        self.completed
+    /// How the phase ended: the end-of-phase checks depend on it.
+    pub fn end(&self) -> PhaseEnd {
+        self.end
     }
 
     /// Healed work due: restart orphaned processes, answer connects, return
@@ -674,7 +679,16 @@ impl<P: SimPool> Driver<P> for Healer {
         let end = self.quiet_until.unwrap_or(self.horizon);
         if now >= end || self.steps > HEAL_MAX_STEPS {
             self.done = true;
-            self.completed = self.quiet_until.is_some_and(|until| now >= until);
+            self.end = if self.quiet_until.is_some_and(|until| now >= until) {
+                PhaseEnd::Quiet
+            } else if now < self.round_end {
+                // A pool that churns legitimately (a 1 ms max_lifetime
+                // against a min_idle floor) spends the step budget before a
+                // connect that hung before the heal is due to be aborted.
+                PhaseEnd::StepLimit
+            } else {
+                PhaseEnd::Horizon
+            };
             return None;
         }
         let step = |transition| {

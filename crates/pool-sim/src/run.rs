@@ -260,7 +260,7 @@ pub fn run<P: SimPool>(
             };
             world.apply(&step);
         }
-        world.finish(healer.completed());
+        world.finish(healer.end());
     }));
     let Some(world) = world_slot else {
         // The pool panicked while the world was being built around it.

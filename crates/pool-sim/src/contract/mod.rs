@@ -534,10 +534,9 @@ impl<P: SimPool> World<P> {
     }
 
     /// The end of the run: the checks that need the liveness phase to be
-    /// over (requests left waiting, the idle footprint). `quiet`: the phase
-    /// went quiet and ran past every bound; cut at its horizon instead, a
-    /// request still waiting is starvation and the footprint is not judged.
-    pub fn finish(&mut self, quiet: bool) {
+    /// over (requests left waiting, the idle footprint), as far as the way
+    /// the phase ended lets them judge (see [`PhaseEnd`]).
+    pub fn finish(&mut self, end: PhaseEnd) {
         if self.violation.is_some() {
             return;
         }
@@ -546,6 +545,10 @@ impl<P: SimPool> World<P> {
         if self.violation.is_some() || !self.healed() {
             return;
         }
+        if end == PhaseEnd::StepLimit {
+            return;
+        }
+        let quiet = end == PhaseEnd::Quiet;
         for px in 0..self.pools.len() {
             if self.pools[px].service == Service::Exited {
                 continue;
@@ -556,6 +559,22 @@ impl<P: SimPool> World<P> {
             }
         }
     }
+}
+
+/// How the liveness phase ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhaseEnd {
+    /// The world went quiet and the phase ran past every bound: a request
+    /// still waiting is starvation, and the idle footprint is judged.
+    Quiet,
+    /// The world never went quiet, and the phase ran at least one full round
+    /// of the pool's timeouts past the heal: a request still waiting is
+    /// starvation; the footprint is not judged (work was still going on).
+    Horizon,
+    /// The step budget ran out within that first round: nothing owed at the
+    /// end is overdue yet, so neither is judged. (Owed deadlines met or
+    /// missed along the way were judged as they fell due.)
+    StepLimit,
 }
 
 impl<P> PoolSlot<P> {
