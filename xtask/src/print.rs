@@ -125,7 +125,7 @@ pub fn script_stop(stop: &pool_sim::scenario::ScriptStop) -> String {
     let what = match stop.kind {
         StopKind::Assertion => "assertion failed",
         StopKind::Skipped => "step resolved to nothing",
-        StopKind::Unresolved => "name did not resolve",
+        StopKind::Unresolved => "step did not resolve",
     };
     let line = stop.line.map(|l| format!("line {l}, ")).unwrap_or_default();
     format!("{what} ({line}step {}): {}", stop.step, stop.message)

@@ -234,9 +234,15 @@ pub fn run<P: SimPool>(
             options.keep,
         ));
         while world.violation().is_none() {
-            let Some(step) = driver.next(world) else {
+            let Some(mut step) = driver.next(world) else {
                 break;
             };
+            if options.record {
+                // Recorded as the world took it (each index within its
+                // candidates), so the file replays strictly.
+                world.advance_to(step.at);
+                step.transition = world.in_range(&step.transition);
+            }
             let target = world.apply(&step);
             driver.applied(world, &target);
             if options.record {

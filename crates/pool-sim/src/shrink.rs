@@ -82,6 +82,12 @@ pub fn shrink(scenario: &Scenario, keeps: Keeps) -> Option<Shrunk> {
     };
     let replay = run_scenario(&current, record);
     current.mark_skips(replay.recorded.iter().map(|(_, target)| target));
+    if replay.recorded.len() == current.steps.len() {
+        // Each index as the world took it, within its candidates.
+        for (step, (taken, _)) in current.steps.iter_mut().zip(&replay.recorded) {
+            step.transition = taken.transition.clone();
+        }
+    }
     Some(Shrunk {
         scenario: current,
         steps_before,

@@ -169,7 +169,7 @@ fn how(outcome: &Outcome) -> String {
             let what = match stop.kind {
                 StopKind::Assertion => "assertion",
                 StopKind::Skipped => "step skipped",
-                StopKind::Unresolved => "name unresolved",
+                StopKind::Unresolved => "step unresolved",
             };
             match stop.line {
                 Some(line) => format!("{what}, line {line}"),

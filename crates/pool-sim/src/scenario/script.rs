@@ -469,7 +469,8 @@ pub struct ScriptStop {
 pub enum StopKind {
     /// A step resolved to nothing and was not marked `may_skip`.
     Skipped,
-    /// A name did not resolve (no such attempt, session or signal).
+    /// A step names what is not there: no such attempt, session or signal,
+    /// or an index past its candidates.
     Unresolved,
     /// An assertion did not hold.
     Assertion,
@@ -774,7 +775,19 @@ impl<P: SimPool> crate::driver::Driver<P> for ScriptDriver<'_> {
                 self.backend_since = step.at;
             }
             Entry::Assert(_) => {}
-            Entry::Step if meta.select.is_none() => {}
+            Entry::Step if meta.select.is_none() => {
+                // A counted step of a file means the index it says: one past
+                // its candidates is a typo, not a wrap-around.
+                if !meta.may_skip {
+                    if step.at > world.now() {
+                        world.advance_to(step.at);
+                    }
+                    if let Some(message) = world.index_out_of_range(&step.transition) {
+                        self.halt(i, StopKind::Unresolved, message);
+                        return None;
+                    }
+                }
+            }
             Entry::Step => {
                 // The world as it will be at the step's time: let the clock
                 // run there first (timers fire), then name.

@@ -893,6 +893,85 @@ impl<P: SimPool> World<P> {
         }
     }
 
+    /// Each index `transition` names, with what it counts and how many
+    /// candidates there are now: the list `resolve` takes it modulo.
+    fn indexes<'t>(
+        &self,
+        transition: &'t mut Transition,
+    ) -> Vec<(&'static str, &'t mut u32, usize)> {
+        let clients = self.clients.len();
+        let serving = || {
+            self.pools
+                .iter()
+                .filter(|p| p.service == Service::Serving)
+                .count()
+        };
+        match transition {
+            Transition::Acquire { client, .. }
+            | Transition::Cancel { client }
+            | Transition::Release { client }
+            | Transition::Taint { client }
+            | Transition::Detach { client }
+            | Transition::Unlisten { client } => vec![("client", client, clients)],
+            Transition::Login { client, key, .. } => vec![
+                ("client", client, clients),
+                ("key", key, self.config.keys as usize),
+            ],
+            Transition::ConnectOk { attempt }
+            | Transition::ConnectFail { attempt }
+            | Transition::ReadyThenFin { attempt } => {
+                vec![("connect in flight", attempt, self.attempts().count())]
+            }
+            Transition::Kill { session } => {
+                vec![("open session", session, self.open_sessions().count())]
+            }
+            Transition::Echo { signal } => {
+                let echoable = self
+                    .inbox
+                    .iter()
+                    .filter(|q| !matches!(q.signal.kind, SignalKind::Validated { .. }))
+                    .count();
+                vec![("signal that may be repeated", signal, echoable)]
+            }
+            Transition::Deliver { signal } => vec![("queued signal", signal, self.inbox.len())],
+            Transition::SetCapacity { pool, .. } | Transition::Close { pool, .. } => {
+                vec![("pool in service", pool, serving())]
+            }
+            Transition::Orphan { process } | Transition::Spawn { process } => {
+                vec![("process", process, self.config.processes as usize)]
+            }
+            Transition::KillAll | Transition::Gc | Transition::Wait => Vec::new(),
+        }
+    }
+
+    /// Why `transition` names an index past its candidates now, if it does.
+    /// Generated transitions take indexes modulo the count (so any number
+    /// is a step); a hand-written file is held to what it means.
+    pub fn index_out_of_range(&self, transition: &Transition) -> Option<String> {
+        let mut t = transition.clone();
+        self.indexes(&mut t)
+            .into_iter()
+            .find(|(_, index, count)| **index as usize >= *count && *count > 0)
+            .map(|(what, index, count)| {
+                format!(
+                    "{what} {index} is out of range: {count} now, so 0..={}",
+                    count - 1
+                )
+            })
+    }
+
+    /// `transition` with each index taken modulo its candidates now, as
+    /// `resolve` takes it: what a recording writes, so it replays strictly.
+    pub fn in_range(&self, transition: &Transition) -> Transition {
+        let mut t = transition.clone();
+        for (_, index, count) in self.indexes(&mut t) {
+            if count > 0 {
+                *index %= count as u32;
+            }
+        }
+        t
+    }
+
     /// The `index`-th pool in service (modulo their count).
     fn serving_pool(&self, index: u32) -> Option<u32> {
         nth(
