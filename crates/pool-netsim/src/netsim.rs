@@ -201,7 +201,7 @@ fn role(process: u32) -> String {
 /// session and the client still holds its socket for the pool (a socket the
 /// client dropped is closing, whether or not its FIN ever arrives; a
 /// detached one is no longer the pool's).
-fn live_sessions(server: &Server, sockets: &Sockets, role: &str) -> usize {
+pub fn live_sessions(server: &Server, sockets: &Sockets, role: &str) -> usize {
     server
         .connections()
         .iter()

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_netsim::adapters::{bb8::Bb8, deadpool::Deadpool, pool_tokio::PoolTokio};
+use pool_netsim::netsim::live_sessions;
 use pool_netsim::socket::Sockets;
 use pool_netsim::under_test::{PoolUnderTest, Setup};
-use pool_netsim::{ConnectFault, FaultKind, Phase, Server, ServerConfig};
+use pool_netsim::{ConnectFault, FaultKind, Server, ServerConfig};
 use tokio::time::{sleep, timeout};
 
 fn sim(seed: u64) -> turmoil::Sim<'static> {
@@ -26,16 +27,6 @@ fn setup(role: &str, max_size: usize) -> Setup {
         get_timeout: Duration::from_secs(3),
         sockets: Sockets::default(),
     }
-}
-
-/// Sessions of `role` the server holds whose socket the pool still holds.
-fn live(server: &Server, sockets: &Sockets, role: &str) -> usize {
-    server
-        .connections()
-        .iter()
-        .filter(|c| c.phase == Phase::Session && c.role.as_deref() == Some(role))
-        .filter(|c| sockets.is_pooled(c.peer))
-        .count()
 }
 
 async fn select_one<P: PoolUnderTest>(pool: &P) -> Result<(), String> {
@@ -131,7 +122,7 @@ fn bun<P: PoolUnderTest>() {
             sleep(Duration::from_millis(200)).await;
             pool.check()?;
             let open = pool.gauges().open;
-            let sessions = live(&server, &setup.sockets, "bun");
+            let sessions = live_sessions(&server, &setup.sockets, "bun");
             if open != sessions {
                 return Err(format!(
                     "a ghost: the pool counts {open} open, the server and sockets {sessions} live"
@@ -215,7 +206,7 @@ fn hatchet<P: PoolUnderTest>(build: fn(&Setup) -> P) -> Result<u64, String> {
                     }
                     Err(conn) => Box::new(conn),
                 };
-                let sessions = live(&server, &setup.sockets, "hatchet");
+                let sessions = live_sessions(&server, &setup.sockets, "hatchet");
                 if sessions > HATCHET_SIZE {
                     return Err(format!("cycle {cycle}: {sessions} live sessions"));
                 }
