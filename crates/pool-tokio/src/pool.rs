@@ -335,7 +335,8 @@ impl<M: Manager> Inner<M> {
         self.epoch + Duration::from_millis(time.as_millis())
     }
 
-    /// Do the IO the core asked for, then let the timer task look again.
+    /// Do the IO the core asked for; wake the timer task if the core wants
+    /// a timer earlier than the one it sleeps to.
     fn run(self: &Arc<Self>, work: Vec<Work<M::Conn>>) {
         for item in work {
             match item {
@@ -349,9 +350,9 @@ impl<M: Manager> Inner<M> {
                     self.stop_watching(conn);
                     drop(transport);
                 }
+                Work::Rearm => self.timers.notify_one(),
             }
         }
-        self.timers.notify_one();
     }
 
     /// Spawn the connect of `conn` (the core's connect timeout aborts it).

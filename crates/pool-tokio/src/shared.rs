@@ -31,6 +31,10 @@ pub enum Work<C> {
     Abort { conn: ConnId },
     /// Close this transport (dropping it closes it).
     Close { conn: ConnId, transport: C },
+    /// The core wants a timer earlier than the one the timer task sleeps
+    /// to: wake it. (Waking it on every input cost a task switch per get
+    /// and per return.)
+    Rearm,
 }
 
 /// Where a waiting `get` stands; filled under the state lock.
@@ -105,6 +109,9 @@ struct State<C> {
     /// Set when the core reports `CloseComplete`: how many were leaked.
     closed: Option<usize>,
     close_wakers: Vec<Waker>,
+    /// The deadline the timer task last read (`next_timeout`) and sleeps
+    /// to; `None`: it sleeps until woken.
+    armed: Option<Time>,
 }
 
 /// The shared state of one pool.
@@ -123,6 +130,7 @@ impl<C> Shared<C> {
             waiting: BTreeMap::new(),
             closed: None,
             close_wakers: Vec::new(),
+            armed: None,
         };
         let mut work = Vec::new();
         state.drain(&mut work);
@@ -278,8 +286,12 @@ impl<C> Shared<C> {
         work
     }
 
+    /// The core's next deadline, for the timer task, which sleeps to it:
+    /// an input that wants an earlier one returns [`Work::Rearm`].
     pub fn next_timeout(&self) -> Option<Time> {
-        lock(&self.state).core.poll_timeout()
+        let mut state = lock(&self.state);
+        state.armed = state.core.poll_timeout();
+        state.armed
     }
 
     pub fn stats(&self) -> Stats {
@@ -380,6 +392,13 @@ impl<C> State<C> {
                     }
                 }
             }
+        }
+        if let Some(next) = self.core.poll_timeout()
+            && self.armed.is_none_or(|armed| next < armed)
+        {
+            // Marked armed now, so a burst of inputs wakes it once.
+            self.armed = Some(next);
+            work.push(Work::Rearm);
         }
     }
 
