@@ -240,10 +240,12 @@ impl<M: Manager> Pool<M> {
         let inner = &self.inner;
         // One deadline for the whole get: a retry past an unhealthy
         // connection waits only for what is left of it.
+        // One clock read for both: it is a good part of a get's cost.
+        let now = inner.now();
         let deadline = timeout
             .or(inner.acquire_timeout)
-            .map(|t| inner.now().plus_ms(millis(t)));
-        let mut waiter = Waiter::new(inner.clone(), setting, deadline);
+            .map(|t| now.plus_ms(millis(t)));
+        let mut waiter = Waiter::new(inner.clone(), now, setting, deadline);
         loop {
             let (conn, transport, validate, apply) = (&mut waiter).await?;
             let mut conn = PooledConn {
@@ -289,7 +291,7 @@ impl<M: Manager> Pool<M> {
                 return Ok(conn);
             }
             conn.taint();
-            waiter = Waiter::new(inner.clone(), setting, deadline);
+            waiter = Waiter::new(inner.clone(), inner.now(), setting, deadline);
         }
     }
 
@@ -448,8 +450,13 @@ struct Waiter<M: Manager> {
 }
 
 impl<M: Manager> Waiter<M> {
-    fn new(inner: Arc<Inner<M>>, setting: Option<Setting>, deadline: Option<Time>) -> Self {
-        let (slot, request, work) = inner.shared.acquire(inner.now(), setting, deadline);
+    fn new(
+        inner: Arc<Inner<M>>,
+        now: Time,
+        setting: Option<Setting>,
+        deadline: Option<Time>,
+    ) -> Self {
+        let (slot, request, work) = inner.shared.acquire(now, setting, deadline);
         inner.run(work);
         Waiter {
             inner,
