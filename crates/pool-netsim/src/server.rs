@@ -1,7 +1,9 @@
-//! The fake PostgreSQL host: accepts turmoil TCP connections, speaks enough of v3 for tokio-postgres, and injects the seed reports' faults.
+//! The fake PostgreSQL host: accepts TCP connections (turmoil's in a simulation, tokio's on real loopback), speaks enough of v3 for tokio-postgres, and injects the seed reports' faults.
 //!
 //! A [`Server`] is a cheap, cloneable handle. Run it as a turmoil host
-//! (`sim.host("db", move || server.clone().run())`) and keep a clone to
+//! (`sim.host("db", move || server.clone().run())`), or on a real socket
+//! with [`Server::serve`] and a `tokio::net::TcpListener` (one
+//! implementation, generic over the [`Listener`]), and keep a clone to
 //! observe it ([`Server::stats`], [`Server::connections`]) and to act on it
 //! ([`Server::terminate_all`], [`Server::set_plan`]) from a client host or
 //! from the test between `sim.step()`s.
@@ -30,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,10 +40,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use turmoil::net::{TcpListener, TcpStream};
 
 use crate::pgwire::{
     self, Backend, Column, Frontend, INT4_OID, Severity, TEXT_OID, TxStatus, VOID_OID, WireError,
@@ -260,6 +262,30 @@ impl ServerStats {
 /// but must not call [`Server::set_plan`].
 pub type FaultPlan = Box<dyn FnMut(&ConnectInfo) -> ConnectFault + Send>;
 
+/// A listening socket the server accepts from. The server is one
+/// implementation for both transports, so what the conformance run measures
+/// on real TCP is what the simulations run.
+pub trait Listener {
+    /// The accepted connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// The next connection and its peer's address.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+}
+
+impl Listener for turmoil::net::TcpListener {
+    type Stream = turmoil::net::TcpStream;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> {
+        turmoil::net::TcpListener::accept(self)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> {
+        tokio::net::TcpListener::accept(self)
+    }
+}
+
 /// Handle to the fake PostgreSQL server. Clones share one server.
 #[derive(Clone)]
 pub struct Server {
@@ -425,6 +451,21 @@ impl Server {
         signalled
     }
 
+    /// Like `pg_terminate_backend(pid)`: the connection with this process id
+    /// (its BackendKeyData, the accept number) gets FATAL 57P01 and is
+    /// closed. Returns false if the server holds no such connection.
+    pub fn terminate_backend(&self, pid: u64) -> bool {
+        let mut st = self.state();
+        match st.conns.get_mut(&pid) {
+            Some(conn) if conn.phase != Phase::Closing && !conn.terminate => {
+                conn.terminate = true;
+                conn.wake.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Replaces the fault plan (e.g. to heal faults for a liveness phase).
     pub fn set_plan(&self, plan: impl FnMut(&ConnectInfo) -> ConnectFault + Send + 'static) {
         *self.shared.plan.lock().unwrap_or_else(|e| e.into_inner()) = Box::new(plan);
@@ -437,8 +478,15 @@ impl Server {
             let st = self.state();
             (st.config.bind_ip, st.config.port)
         };
-        let listener = TcpListener::bind((ip, port)).await?;
-        // Connections are served inside this future, kept by accept order,
+        let listener = turmoil::net::TcpListener::bind((ip, port)).await?;
+        self.serve(listener).await?;
+        Ok(())
+    }
+
+    /// Serves every connection `listener` accepts, until dropped or an
+    /// accept fails. The future is not `Send` (connections are polled in
+    /// it, see below): on tokio, run it on a current-thread runtime.
+    pub async fn serve<L: Listener>(self, listener: L) -> io::Result<()> {        // Connections are served inside this future, kept by accept order,
         // not spawned as tasks: when the host crashes, tokio drops a
         // runtime's tasks in an order that follows its process-wide task
         // ids, each dropped socket sends a FIN whose latency turmoil draws
@@ -449,7 +497,7 @@ impl Server {
         loop {
             tokio::select! {
                 biased;
-                accepted = listener.accept() => {
+                accepted = Listener::accept(&listener) => {
                     let (stream, peer) = accepted?;
                     let guard = self.register(peer);
                     serving.insert(guard.id, Box::pin(serve_connection(guard, stream)));
@@ -560,13 +608,13 @@ enum Framing {
     Tagged,
 }
 
-struct Conn {
+struct Conn<S> {
     guard: ConnGuard,
-    stream: TcpStream,
+    stream: S,
     rbuf: BytesMut,
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Waits for the next whole message, a termination, the idle deadline
     /// or the end of the stream. A pending termination wins over buffered
     /// input.
@@ -669,7 +717,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// One connection, from accept to close.
-async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(guard: ConnGuard, stream: S) {
     let mut conn = Conn {
         guard,
         stream,
@@ -877,7 +925,7 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
     }
 }
 
-async fn terminate(conn: Conn) {
+async fn terminate<S: AsyncRead + AsyncWrite + Unpin>(conn: Conn<S>) {
     conn.close_fatal(
         CloseReason::Terminated,
         sqlstate::ADMIN_SHUTDOWN,
@@ -887,7 +935,7 @@ async fn terminate(conn: Conn) {
 }
 
 /// An admitted session: simple queries until it ends.
-async fn session(mut conn: Conn, role: String) {
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Conn<S>, role: String) {
     let mut tx = TxStatus::Idle;
     // After an error in an extended-protocol message, skip until Sync.
     let mut skipping_to_sync = false;
@@ -997,8 +1045,8 @@ enum QueryEnd {
 
 /// Runs a simple query's statements, appending their responses (without
 /// the final ReadyForQuery) to `out`. The first failing statement ends it.
-async fn run_query(
-    conn: &mut Conn,
+async fn run_query<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
     role: &str,
     sql: &str,
     tx: &mut TxStatus,
