@@ -15,6 +15,7 @@ mod netsim;
 mod print;
 mod replay;
 mod seeds;
+mod serve;
 mod shrink;
 mod sim;
 mod sweep;
@@ -51,6 +52,7 @@ enum Command {
     Loom(loom::Args),
     Mutants(mutants::Args),
     Netsim(netsim::Args),
+    Serve(serve::Args),
     Ci(ci::Args),
 }
 
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Loom(args) => loom::run(args),
         Command::Mutants(args) => mutants::run(args),
         Command::Netsim(args) => netsim::run_cmd(args),
+        Command::Serve(args) => serve::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -12,6 +12,8 @@
 //! postgres-mcp). Server-wide: idle-session kill (57P05, Hatchet) and
 //! terminate-all (57P01). Counters for checkers are in [`ServerStats`].
 //!
+//! [`loopback`] serves the same server on a real TCP port of this machine.
+//!
 //! [`manager`] is the pool side: a pool-tokio manager for tokio-postgres over
 //! turmoil TCP. [`netsim`] runs processes with pools against the server in
 //! one seeded simulation, with faults, then heals them and checks the pools
@@ -19,6 +21,7 @@
 
 pub mod adapters;
 pub mod known;
+pub mod loopback;
 pub mod manager;
 pub mod netsim;
 pub mod pgwire;

@@ -486,7 +486,8 @@ impl Server {
     /// Serves every connection `listener` accepts, until dropped or an
     /// accept fails. The future is not `Send` (connections are polled in
     /// it, see below): on tokio, run it on a current-thread runtime.
-    pub async fn serve<L: Listener>(self, listener: L) -> io::Result<()> {        // Connections are served inside this future, kept by accept order,
+    pub async fn serve<L: Listener>(self, listener: L) -> io::Result<()> {
+        // Connections are served inside this future, kept by accept order,
         // not spawned as tasks: when the host crashes, tokio drops a
         // runtime's tasks in an order that follows its process-wide task
         // ids, each dropped socket sends a FIN whose latency turmoil draws
