@@ -7,11 +7,13 @@
 mod bench;
 mod ci;
 mod compare;
+mod conformance;
 mod fuzz;
 mod hunt;
 mod loom;
 mod mutants;
 mod netsim;
+mod pgcluster;
 mod print;
 mod replay;
 mod seeds;
@@ -53,6 +55,7 @@ enum Command {
     Mutants(mutants::Args),
     Netsim(netsim::Args),
     Serve(serve::Args),
+    Conformance(conformance::Args),
     Ci(ci::Args),
 }
 
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Mutants(args) => mutants::run(args),
         Command::Netsim(args) => netsim::run_cmd(args),
         Command::Serve(args) => serve::run(args),
+        Command::Conformance(args) => conformance::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)
