@@ -859,6 +859,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(guard: ConnGuard, s
             ("standard_conforming_strings", "on"),
             ("is_superuser", "off"),
             ("session_authorization", role.as_str()),
+            // PostgreSQL 14+ reports these three too (`cargo xtask
+            // conformance` found them missing); clients choose a server
+            // for `target_session_attrs` by the first two.
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+            ("IntervalStyle", "postgres"),
             (
                 "application_name",
                 application_name.as_deref().unwrap_or(""),
