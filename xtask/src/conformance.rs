@@ -48,6 +48,10 @@ const OVERALL: Duration = Duration::from_secs(100);
 /// The idle_session_timeout both servers get for the 57P05 fault.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// ParameterStatus values that differ between any two servers (version,
+/// time zone of the machine): their names are compared, not their values.
+const UNCOMPARED_VALUES: &[&str] = &["server_version", "TimeZone"];
+
 /// Roles the scripts use (created on the real cluster; the fake takes any).
 const ROLE: &str = "conf_user";
 const ROLE_IDLE: &str = "conf_idle";
@@ -99,6 +103,7 @@ pub fn run(args: Args) -> i32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     Terminate,
+    TerminateMidQuery,
     IdleSession,
     RoleLimit,
     TerminateAll,
@@ -107,8 +112,9 @@ enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 6] = [
+    const ALL: [Fault; 7] = [
         Fault::Terminate,
+        Fault::TerminateMidQuery,
         Fault::IdleSession,
         Fault::RoleLimit,
         Fault::TerminateAll,
@@ -119,6 +125,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::Terminate => "pg_terminate_backend",
+            Fault::TerminateMidQuery => "terminate during a query",
             Fault::IdleSession => "idle_session_timeout",
             Fault::RoleLimit => "role CONNECTION LIMIT",
             Fault::TerminateAll => "terminate every backend",
@@ -130,6 +137,9 @@ impl Fault {
     fn real_action(self) -> &'static str {
         match self {
             Fault::Terminate => "pg_terminate_backend(pid) on an idle session",
+            Fault::TerminateMidQuery => {
+                "pg_terminate_backend(pid) once pg_stat_activity shows SELECT pg_sleep(5) active"
+            }
             Fault::IdleSession => "ALTER ROLE .. SET idle_session_timeout = 500ms; wait idle",
             Fault::RoleLimit => "CREATE ROLE .. CONNECTION LIMIT 1; a second connect",
             Fault::TerminateAll => {
@@ -145,6 +155,9 @@ impl Fault {
     fn fake_action(self) -> &'static str {
         match self {
             Fault::Terminate => "Server::terminate_backend(pid)",
+            Fault::TerminateMidQuery => {
+                "Server::terminate_backend(pid) once the server counted the query"
+            }
             Fault::IdleSession => "ServerConfig::idle_session_timeout = 500ms",
             Fault::RoleLimit => "ServerConfig::role_conn_limit = 1",
             Fault::TerminateAll => "Server::terminate_all()",
@@ -180,7 +193,8 @@ impl Fault {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seen {
     Auth(i32),
-    Param(String),
+    /// ParameterStatus: name and value.
+    Param(String, String),
     KeyData,
     Ready(u8),
     Error {
@@ -205,11 +219,14 @@ impl Seen {
         match self {
             Seen::Auth(0) => "AuthenticationOk".to_owned(),
             Seen::Auth(n) => format!("Authentication({n})"),
-            Seen::Param(_) => "ParameterStatus".to_owned(),
+            Seen::Param(..) => "ParameterStatus".to_owned(),
             Seen::KeyData => "BackendKeyData".to_owned(),
             Seen::Ready(s) => format!("ReadyForQuery({})", char::from(*s)),
             Seen::Error { severity, code, .. } => format!("ErrorResponse({severity} {code})"),
             Seen::Notice { severity, code, .. } => format!("NoticeResponse({severity} {code})"),
+            Seen::Other(b'T') => "RowDescription".to_owned(),
+            Seen::Other(b'D') => "DataRow".to_owned(),
+            Seen::Other(b'C') => "CommandComplete".to_owned(),
             Seen::Other(tag) => format!("'{}'", char::from(*tag)),
             Seen::Fin => "FIN".to_owned(),
             Seen::Reset(why) => format!("RESET({why})"),
@@ -299,7 +316,10 @@ impl Raw {
             msg.advance(5);
             out.push(match tag {
                 b'R' if msg.len() >= 4 => Seen::Auth(msg.get_i32()),
-                b'S' => Seen::Param(cstr(&mut msg)),
+                b'S' => {
+                    let name = cstr(&mut msg);
+                    Seen::Param(name, cstr(&mut msg))
+                }
                 b'K' => {
                     if msg.len() >= 4 {
                         self.pid = Some(msg.get_i32());
@@ -366,6 +386,19 @@ impl Raw {
         }
     }
 
+    /// Sends a simple Query.
+    async fn query(&mut self, sql: &str) -> Result<(), String> {
+        let mut msg = BytesMut::new();
+        msg.put_u8(b'Q');
+        msg.put_i32(4 + sql.len() as i32 + 1);
+        msg.put_slice(sql.as_bytes());
+        msg.put_u8(0);
+        self.stream
+            .write_all(&msg)
+            .await
+            .map_err(|e| format!("send query: {e}"))
+    }
+
     async fn terminate(mut self) {
         let _ = self.stream.write_all(b"X\0\0\0\x04").await;
     }
@@ -392,10 +425,17 @@ impl Raw {
         shape
     }
 
+    /// The handshake's parameters, with the values a pool may act on
+    /// (`default_transaction_read_only` and `in_hot_standby` decide
+    /// `target_session_attrs`, `standard_conforming_strings` how to quote);
+    /// the values that name the server, its clock or its build are left out.
     fn params(&self) -> BTreeSet<String> {
         self.seen()
             .filter_map(|s| match s {
-                Seen::Param(name) => Some(name.clone()),
+                Seen::Param(name, _) if UNCOMPARED_VALUES.contains(&name.as_str()) => {
+                    Some(name.clone())
+                }
+                Seen::Param(name, value) => Some(format!("{name}={value}")),
                 _ => None,
             })
             .collect()
@@ -413,7 +453,7 @@ fn collapse<'a>(seen: impl Iterator<Item = &'a Seen>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut params = 0;
     for s in seen {
-        if matches!(s, Seen::Param(_)) {
+        if matches!(s, Seen::Param(..)) {
             params += 1;
             continue;
         }
@@ -623,6 +663,26 @@ impl Side<'_> {
             .unwrap_or(0))
     }
 
+    /// Waits until the session of `app` is running a query: on the real
+    /// server, `pg_stat_activity` shows it active; the fake has no such
+    /// view, so until it has counted `fake_queries` queries in all.
+    async fn wait_active(&self, app: &str, fake_queries: u64) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let busy = match self {
+                Side::Real(_) => self.count_app(app, Some("active")).await? > 0,
+                Side::Fake(h) => h.server().stats().queries >= fake_queries,
+            };
+            if busy {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{app} was not running its query within {WAIT:?}"));
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Seed 001's fault without reading: on the real server, terminate the
     /// backend of `app` once it is idle after its handshake, and wait until
     /// it is gone; the fake did it in the handshake (its plan), so wait
@@ -697,6 +757,31 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             let mut tp = Tpg::connect(addr, ROLE, "conf-term-tp").await?;
             let pid = tp.pid().await?;
             side.terminate_pid(pid).await?;
+            t.tpg.push(("connection".to_owned(), tp.ended().await));
+            t.tpg
+                .push(("next query".to_owned(), tp.query("SELECT 1").await));
+        }
+        Fault::TerminateMidQuery => {
+            let mut raw = Raw::connect(addr, ROLE, "conf-midq").await?;
+            raw.until_ready().await?;
+            let pid = raw.pid.ok_or("no BackendKeyData")?;
+            raw.query("SELECT pg_sleep(5)").await?;
+            side.wait_active("conf-midq", 1).await?;
+            side.terminate_pid(pid).await?;
+            raw.to_end().await;
+            t.raw.push(("session in a query".to_owned(), raw));
+
+            let mut tp = Tpg::connect(addr, ROLE, "conf-midq-tp").await?;
+            let pid = tp.pid().await?;
+            // The query and the termination run side by side in this task.
+            let kill = async {
+                // pg_backend_pid() was this session's first query on the fake.
+                side.wait_active("conf-midq-tp", 3).await?;
+                side.terminate_pid(pid).await
+            };
+            let (query, killed) = tokio::join!(tp.query("SELECT pg_sleep(5)"), kill);
+            killed?;
+            t.tpg.push(("the query".to_owned(), query));
             t.tpg.push(("connection".to_owned(), tp.ended().await));
             t.tpg
                 .push(("next query".to_owned(), tp.query("SELECT 1").await));
@@ -835,7 +920,7 @@ impl Compared {
                 let missing: Vec<&String> = rp.difference(&fp).collect();
                 let extra: Vec<&String> = fp.difference(&rp).collect();
                 diffs.push(format!(
-                    "raw {name}: ParameterStatus names differ: the fake lacks {missing:?}, sends extra {extra:?}"
+                    "raw {name}: ParameterStatus differs: the fake lacks {missing:?}, sends extra {extra:?}"
                 ));
             }
         }
