@@ -1093,6 +1093,11 @@ async fn run_query<S: AsyncRead + AsyncWrite + Unpin>(
                         return QueryEnd::Done;
                     }
                 };
+                // As PostgreSQL: the RowDescription is sent as the executor
+                // starts, before the row is computed, so a session killed in
+                // pg_sleep sends it before its FATAL (conformance measured).
+                Backend::RowDescription(items.iter().map(|i| i.column.clone()).collect())
+                    .encode(out);
                 for item in &items {
                     if let Some(d) = item.sleep {
                         if !conn.sleep_or_terminate(Instant::now() + d).await {
@@ -1100,8 +1105,6 @@ async fn run_query<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
-                Backend::RowDescription(items.iter().map(|i| i.column.clone()).collect())
-                    .encode(out);
                 Backend::DataRow(items.into_iter().map(|i| i.value).collect()).encode(out);
                 "SELECT 1".to_owned()
             }
