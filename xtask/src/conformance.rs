@@ -965,6 +965,7 @@ impl Compared {
             Seen::Auth(0) => "AuthOk".to_owned(),
             Seen::Error { severity, .. } => format!("E({severity})"),
             Seen::Fin => "FIN".to_owned(),
+            Seen::Other(b'T') => "T".to_owned(),
             other => other.label(),
         };
         all[from..]
