@@ -575,26 +575,10 @@ impl Side<'_> {
     }
 
     async fn admin(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, String> {
-        let Side::Real(cluster) = self else {
-            return Err("the fake server has no admin session".to_owned());
-        };
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(cluster.port())
-            .user("postgres")
-            .dbname("postgres")
-            .application_name("conformance-admin")
-            .connect_timeout(WAIT);
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("admin connect: {}", describe(&e)))?;
-        tokio::spawn(connection);
-        client
-            .simple_query(sql)
-            .await
-            .map_err(|e| format!("admin `{sql}`: {}", describe(&e)))
+        match self {
+            Side::Real(cluster) => cluster.admin(sql).await,
+            Side::Fake(_) => Err("the fake server has no admin session".to_owned()),
+        }
     }
 
     async fn terminate_pid(&self, pid: i32) -> Result<(), String> {

@@ -15,6 +15,7 @@ mod mutants;
 mod netsim;
 mod pgcluster;
 mod print;
+mod realpg;
 mod replay;
 mod seeds;
 mod serve;
@@ -56,6 +57,7 @@ enum Command {
     Netsim(netsim::Args),
     Serve(serve::Args),
     Conformance(conformance::Args),
+    Realpg(realpg::Args),
     Ci(ci::Args),
 }
 
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Netsim(args) => netsim::run_cmd(args),
         Command::Serve(args) => serve::run(args),
         Command::Conformance(args) => conformance::run(args),
+        Command::Realpg(args) => realpg::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

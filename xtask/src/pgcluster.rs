@@ -3,6 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
 
 /// Where Debian's `postgresql-15` puts the server binaries; `PG_BIN`
 /// overrides it.
@@ -116,6 +119,11 @@ impl PgCluster {
         self.port
     }
 
+    /// The server's log so far (empty if unreadable).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
     /// `pg_ctl start -w`: back to accepting connections.
     pub fn pg_start(&self) -> Result<(), String> {
         let log = self.dir.join("server.log");
@@ -150,6 +158,48 @@ impl PgCluster {
             .output()
             .map_err(|e| format!("cannot run pg_ctl stop: {e}"))?;
         check(&format!("pg_ctl stop -m {mode}"), &out)
+    }
+
+    /// Runs `sql` (simple protocol) as the superuser, on a connection of
+    /// its own.
+    pub async fn admin(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, String> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres")
+            .application_name("xtask-admin")
+            .connect_timeout(Duration::from_secs(5));
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("admin connect to 127.0.0.1:{}: {e}", self.port))?;
+        tokio::spawn(connection);
+        client
+            .simple_query(sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!(
+                    "admin `{sql}`: {} {}: {}",
+                    db.severity(),
+                    db.code().code(),
+                    db.message()
+                ),
+                None => format!("admin `{sql}`: {e}"),
+            })
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    pub async fn count(&self, sql: &str) -> Result<i64, String> {
+        self.admin(sql)
+            .await?
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| format!("admin `{sql}` returned no integer"))
     }
 
     fn data_dir(&self) -> PathBuf {
