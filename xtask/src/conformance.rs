@@ -379,7 +379,7 @@ impl Raw {
     }
 
     /// Reads until the stream ends, or [`WAIT`] passes with it open.
-    async fn to_end(&mut self) {
+    async fn until_end(&mut self) {
         let deadline = Instant::now() + WAIT;
         while !self.ended {
             self.read_once(deadline).await;
@@ -735,7 +735,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             raw.until_ready().await?;
             let pid = raw.pid.ok_or("no BackendKeyData")?;
             side.terminate_pid(pid).await?;
-            raw.to_end().await;
+            raw.until_end().await;
             t.raw.push(("idle session".to_owned(), raw));
 
             let mut tp = Tpg::connect(addr, ROLE, "conf-term-tp").await?;
@@ -752,7 +752,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             raw.query("SELECT pg_sleep(5)").await?;
             side.wait_active("conf-midq", 1).await?;
             side.terminate_pid(pid).await?;
-            raw.to_end().await;
+            raw.until_end().await;
             t.raw.push(("session in a query".to_owned(), raw));
 
             let mut tp = Tpg::connect(addr, ROLE, "conf-midq-tp").await?;
@@ -773,7 +773,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
         Fault::IdleSession => {
             let mut raw = Raw::connect(addr, ROLE_IDLE, "conf-idle").await?;
             raw.until_ready().await?;
-            raw.to_end().await;
+            raw.until_end().await;
             t.raw.push(("idle session".to_owned(), raw));
 
             let mut tp = Tpg::connect(addr, ROLE_IDLE, "conf-idle-tp").await?;
@@ -787,7 +787,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             let mut first = Raw::connect(addr, ROLE_LIMITED, "conf-limit-1").await?;
             first.until_ready().await?;
             let mut second = Raw::connect(addr, ROLE_LIMITED, "conf-limit-2").await?;
-            second.to_end().await;
+            second.until_end().await;
             let tp = match Tpg::connect(addr, ROLE_LIMITED, "conf-limit-tp").await {
                 Ok(_) => "connected".to_owned(),
                 Err(e) => e,
@@ -811,7 +811,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             }
             side.terminate_all().await?;
             for (i, mut raw) in raws.into_iter().enumerate() {
-                raw.to_end().await;
+                raw.until_end().await;
                 t.raw.push((format!("session {}", i + 1), raw));
             }
             for (i, tp) in tps.iter_mut().enumerate() {
@@ -827,7 +827,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
             let mut tp = Tpg::connect(addr, ROLE, "conf-restart-tp").await?;
             let _ = tp.query("SELECT 1").await;
             side.stop().await?;
-            raw.to_end().await;
+            raw.until_end().await;
             t.raw.push(("idle session".to_owned(), raw));
             t.tpg.push(("connection".to_owned(), tp.ended().await));
             t.tpg
@@ -847,7 +847,7 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
         Fault::ReadyThenFin => {
             let mut raw = Raw::connect(addr, ROLE, "conf-rtf").await?;
             side.terminate_after_handshake("conf-rtf").await?;
-            raw.to_end().await;
+            raw.until_end().await;
             t.raw
                 .push(("handshake, not read until closed".to_owned(), raw));
             if matches!(side, Side::Real(_)) {
@@ -1050,8 +1050,8 @@ async fn compare_all(cluster: &PgCluster, verbose: bool) -> i32 {
 
     println!();
     println!(
-        "{:<26} {:<13} {:<13} {:<54} {:<20} {}",
-        "fault", "real", "fake", "message (real)", "after Z (real)", "verdict"
+        "{:<26} {:<13} {:<13} {:<54} {:<24} verdict",
+        "fault", "real", "fake", "message (real)", "after Z (real)"
     );
     for c in &results {
         let cell = |e: &Option<(String, String, String)>| {
@@ -1061,7 +1061,7 @@ async fn compare_all(cluster: &PgCluster, verbose: bool) -> i32 {
         let (re, fe) = (Compared::error_of(&c.real), Compared::error_of(&c.fake));
         let message = re.as_ref().map_or("-", |(_, _, m)| m.as_str());
         println!(
-            "{:<26} {:<13} {:<13} {:<54} {:<20} {}",
+            "{:<26} {:<13} {:<13} {:<54} {:<24} {}",
             c.fault.name(),
             cell(&re),
             cell(&fe),
