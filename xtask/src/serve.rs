@@ -11,7 +11,7 @@ use pool_netsim::{ConnectFault, FaultKind, Server, ServerConfig};
 use crate::print;
 
 /// Serve the fake PostgreSQL server on 127.0.0.1 with the server-side
-/// faults of a netsim seed: its role connection limit (53300), its
+/// faults of a netsim seed (or faults named on the command line): its role connection limit (53300), its
 /// idle-session kill (57P05), its connect faults (ReadyForQuery + FATAL
 /// 57P01 + FIN in one write, hung handshakes) and, at their times from the
 /// start, its terminate-alls (57P01) and db crashes (served as a fast
@@ -42,6 +42,41 @@ pub struct Args {
     /// (default: the seed's max_size).
     #[arg(long, value_name = "N")]
     max_per_role: Option<usize>,
+    /// Instead of the seed's: sessions allowed per role (0: no limit).
+    #[arg(long, value_name = "N")]
+    role_limit: Option<u32>,
+    /// Instead of the seed's: kill sessions idle this many seconds (0: off).
+    #[arg(long, value_name = "S", value_parser = parse_seconds_or_zero)]
+    idle_timeout: Option<Duration>,
+    /// Instead of the seed's connect faults: every connect of the faults
+    /// phase gets this one (normal, hang, ready-then-fin, refuse-role).
+    #[arg(long, value_name = "FAULT", value_parser = parse_connect_fault)]
+    every_connect: Option<ConnectFault>,
+    /// Instead of the seed's: how long the faults phase lasts, in seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    faults_for: Option<Duration>,
+    /// Leave out the seed's timed faults (terminate-alls, restarts).
+    #[arg(long)]
+    no_timed_faults: bool,
+}
+
+fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more)")),
+    }
+}
+
+fn parse_connect_fault(s: &str) -> Result<ConnectFault, String> {
+    match s {
+        "normal" => Ok(ConnectFault::Normal),
+        "hang" => Ok(ConnectFault::Hang),
+        "ready-then-fin" => Ok(ConnectFault::ReadyThenFin),
+        "refuse-role" => Ok(ConnectFault::RefuseRole),
+        _ => Err(format!(
+            "unknown connect fault `{s}`; one of normal, hang, ready-then-fin, refuse-role"
+        )),
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -52,7 +87,20 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> i32 {
-    let scenario = NetScenario::draw(args.seed, PoolKind::PoolTokio);
+    let mut scenario = NetScenario::draw(args.seed, PoolKind::PoolTokio);
+    // Faults named on the command line replace the seed's.
+    if let Some(n) = args.role_limit {
+        scenario.options.role_conn_limit = n;
+    }
+    if let Some(t) = args.idle_timeout {
+        scenario.options.idle_session_timeout_ms = t.as_millis() as u64;
+    }
+    if let Some(t) = args.faults_for {
+        scenario.options.faults_ms = t.as_millis() as u64;
+    }
+    if args.no_timed_faults {
+        scenario.plan.events.clear();
+    }
     let options = &scenario.options;
     let max_per_role = args.max_per_role.unwrap_or(options.max_size);
     if max_per_role == 0 {
@@ -66,7 +114,7 @@ pub fn run(args: Args) -> i32 {
                 .then(|| Duration::from_millis(options.idle_session_timeout_ms)),
             ..ServerConfig::default()
         },
-        plan_by_role(&scenario),
+        plan_by_role(&scenario, args.every_connect),
     );
     let host = match LoopbackHost::start(server.clone(), args.port) {
         Ok(host) => host,
@@ -99,16 +147,19 @@ pub fn run(args: Args) -> i32 {
         *kinds.entry(format!("{:?}", c.fault)).or_default() += 1;
     }
     let planned: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
-        "  connect faults    {} over the first {} connects of each of {} role(s)",
-        if planned.is_empty() {
-            "none".to_owned()
-        } else {
-            planned.join(", ")
-        },
-        pool_netsim::plan::PLANNED_CONNECTS,
-        options.processes
-    );
+    match args.every_connect {
+        Some(fault) => println!("  connect faults    every connect: {fault:?}"),
+        None => println!(
+            "  connect faults    {} over the first {} connects of each of {} role(s)",
+            if planned.is_empty() {
+                "none".to_owned()
+            } else {
+                planned.join(", ")
+            },
+            pool_netsim::plan::PLANNED_CONNECTS,
+            options.processes
+        ),
+    }
     let events: Vec<(Duration, Event)> = scenario
         .plan
         .events
@@ -156,12 +207,16 @@ pub fn run(args: Args) -> i32 {
 /// the next process in order of first connect (wrapping).
 fn plan_by_role(
     scenario: &NetScenario,
+    every_connect: Option<ConnectFault>,
 ) -> impl FnMut(&pool_netsim::ConnectInfo) -> ConnectFault + Send + use<> {
     let planned = scenario.plan.connect_faults();
     let processes = scenario.options.processes.max(1);
     let mut process_of: BTreeMap<String, u32> = BTreeMap::new();
     let mut connects_seen: BTreeMap<String, u32> = BTreeMap::new();
     move |info| {
+        if let Some(fault) = every_connect {
+            return fault;
+        }
         let next = process_of.len() as u32 % processes;
         let process = *process_of.entry(info.role.clone()).or_insert_with(|| {
             info.role
