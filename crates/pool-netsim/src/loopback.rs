@@ -24,6 +24,7 @@ const STOP_DRAIN: Duration = Duration::from_secs(3);
 
 enum Command {
     Stop(oneshot::Sender<usize>),
+    Crash(oneshot::Sender<()>),
     Start(oneshot::Sender<io::Result<()>>),
 }
 
@@ -96,7 +97,19 @@ impl LoopbackHost {
         }
     }
 
-    /// Listens on the same port again after [`LoopbackHost::stop`].
+    /// As PostgreSQL's immediate shutdown (`pg_ctl stop -m immediate`):
+    /// every connection gets a WARNING 57P01 notice and FIN, then the port
+    /// closes. (The simulation's db crash is turmoil's host crash, which
+    /// sends nothing: a machine's crash.)
+    pub async fn crash(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Crash(reply)) {
+            let _ = answer.await;
+        }
+    }
+
+    /// Listens on the same port again after [`LoopbackHost::stop`] or
+    /// [`LoopbackHost::crash`].
     pub async fn restart(&self) -> io::Result<()> {
         let (reply, answer) = oneshot::channel();
         if !self.send(Command::Start(reply)) {
@@ -163,6 +176,14 @@ async fn host_loop(
                 }
                 serving = None;
                 let _ = reply.send(signalled);
+            }
+            Some(Command::Crash(reply)) => {
+                server.shutdown_immediate();
+                if let Some(serve) = serving.as_mut() {
+                    drain(&server, serve).await;
+                }
+                serving = None;
+                let _ = reply.send(());
             }
             Some(Command::Start(reply)) => {
                 let bound = if serving.is_some() {

@@ -51,6 +51,9 @@ use crate::pgwire::{
 
 /// Message of FATAL 57P01.
 pub const ADMIN_SHUTDOWN_MESSAGE: &str = "terminating connection due to administrator command";
+/// Message of the WARNING 57P01 PostgreSQL's immediate shutdown sends.
+pub const IMMEDIATE_SHUTDOWN_MESSAGE: &str =
+    "terminating connection due to immediate shutdown command";
 /// Message of FATAL 57P05.
 pub const IDLE_SESSION_MESSAGE: &str = "terminating connection due to idle-session timeout";
 
@@ -325,6 +328,9 @@ struct ConnEntry {
     application_name: Option<String>,
     /// Set by `terminate_all`; the task sees it at its next wake-up.
     terminate: bool,
+    /// With `terminate`: as PostgreSQL's immediate shutdown, a WARNING
+    /// notice instead of the FATAL.
+    immediate: bool,
     /// Wakes the connection's task to terminate (only `terminate_all`
     /// notifies it, after setting `terminate`).
     wake: Arc<Notify>,
@@ -451,6 +457,24 @@ impl Server {
         signalled
     }
 
+    /// Like PostgreSQL's immediate shutdown (`pg_ctl stop -m immediate`):
+    /// each connection the server holds gets a NoticeResponse WARNING 57P01
+    /// ("terminating connection due to immediate shutdown command") and is
+    /// closed, in whatever state it is. Returns how many were signalled.
+    pub fn shutdown_immediate(&self) -> usize {
+        let mut st = self.state();
+        let mut signalled = 0;
+        for conn in st.conns.values_mut() {
+            if conn.phase != Phase::Closing && !conn.terminate {
+                conn.terminate = true;
+                conn.immediate = true;
+                conn.wake.notify_one();
+                signalled += 1;
+            }
+        }
+        signalled
+    }
+
     /// Like `pg_terminate_backend(pid)`: the connection with this process id
     /// (its BackendKeyData, the accept number) gets FATAL 57P01 and is
     /// closed. Returns false if the server holds no such connection.
@@ -528,6 +552,7 @@ impl Server {
                 role: None,
                 application_name: None,
                 terminate: false,
+                immediate: false,
                 wake: wake.clone(),
             },
         );
@@ -565,6 +590,24 @@ impl ConnGuard {
 
     fn terminate_requested(&self) -> bool {
         self.with_entry(|c| c.terminate).unwrap_or(false)
+    }
+
+    /// What a terminated connection is told last: FATAL 57P01, or the
+    /// immediate shutdown's WARNING.
+    fn termination(&self) -> Backend {
+        if self.with_entry(|c| c.immediate).unwrap_or(false) {
+            Backend::NoticeResponse {
+                severity: Severity::Warning,
+                code: sqlstate::ADMIN_SHUTDOWN.to_owned(),
+                message: IMMEDIATE_SHUTDOWN_MESSAGE.to_owned(),
+            }
+        } else {
+            Backend::error(
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                ADMIN_SHUTDOWN_MESSAGE,
+            )
+        }
     }
 
     /// Marks the connection closing and counts why (and the fault, if one).
@@ -933,12 +976,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(guard: ConnGuard, s
 }
 
 async fn terminate<S: AsyncRead + AsyncWrite + Unpin>(conn: Conn<S>) {
-    conn.close_fatal(
-        CloseReason::Terminated,
-        sqlstate::ADMIN_SHUTDOWN,
-        ADMIN_SHUTDOWN_MESSAGE,
-    )
-    .await
+    let out = pgwire::encode_all(&[conn.guard.termination()]);
+    conn.close(CloseReason::Terminated, out).await
 }
 
 /// An admitted session: simple queries until it ends.
@@ -966,12 +1005,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Conn<S>, role: Str
                         }
                     }
                     QueryEnd::Terminated => {
-                        Backend::error(
-                            Severity::Fatal,
-                            sqlstate::ADMIN_SHUTDOWN,
-                            ADMIN_SHUTDOWN_MESSAGE,
-                        )
-                        .encode(&mut out);
+                        conn.guard.termination().encode(&mut out);
                         return conn.close(CloseReason::Terminated, out).await;
                     }
                 }

@@ -68,3 +68,42 @@ fn a_busy_port_is_named() {
         "{error}"
     );
 }
+
+/// PostgreSQL's immediate shutdown, as `cargo xtask conformance` measured
+/// it: a NoticeResponse WARNING 57P01, then FIN; no ErrorResponse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn crash_sends_the_immediate_shutdown_warning_then_fin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let host = LoopbackHost::start(Server::new(ServerConfig::default()), 0).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0raw\0\0");
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    stream.write_all(&packet).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"Z\0\0\0\x05I") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the handshake ends with ReadyForQuery");
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    host.crash().await;
+    let mut rest = Vec::new();
+    timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("FIN within 5 s")
+        .unwrap();
+    assert_eq!(rest[0], b'N', "a NoticeResponse, not an ErrorResponse");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("SWARNING\0VWARNING\0C57P01\0Mterminating connection due to immediate shutdown command\0"),
+        "{text:?}"
+    );
+    let refused = tokio::net::TcpStream::connect(host.addr()).await;
+    assert!(refused.is_err(), "the port is closed after the crash");
+    host.restart().await.unwrap();
+    tokio::net::TcpStream::connect(host.addr()).await.unwrap();
+}
