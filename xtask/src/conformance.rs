@@ -108,17 +108,19 @@ enum Fault {
     RoleLimit,
     TerminateAll,
     Restart,
+    Crash,
     ReadyThenFin,
 }
 
 impl Fault {
-    const ALL: [Fault; 7] = [
+    const ALL: [Fault; 8] = [
         Fault::Terminate,
         Fault::TerminateMidQuery,
         Fault::IdleSession,
         Fault::RoleLimit,
         Fault::TerminateAll,
         Fault::Restart,
+        Fault::Crash,
         Fault::ReadyThenFin,
     ];
 
@@ -130,6 +132,7 @@ impl Fault {
             Fault::RoleLimit => "role CONNECTION LIMIT",
             Fault::TerminateAll => "terminate every backend",
             Fault::Restart => "server restart",
+            Fault::Crash => "crash (immediate stop)",
             Fault::ReadyThenFin => "ReadyForQuery, FATAL, FIN",
         }
     }
@@ -146,6 +149,7 @@ impl Fault {
                 "pg_terminate_backend of every client backend (3 raw, 2 tokio-postgres)"
             }
             Fault::Restart => "pg_ctl stop -m fast; connect while down; pg_ctl start",
+            Fault::Crash => "pg_ctl stop -m immediate; connect while down; pg_ctl start",
             Fault::ReadyThenFin => {
                 "the client does not read; pg_terminate_backend once the backend is idle after its handshake; then the client reads"
             }
@@ -162,6 +166,7 @@ impl Fault {
             Fault::RoleLimit => "ServerConfig::role_conn_limit = 1",
             Fault::TerminateAll => "Server::terminate_all()",
             Fault::Restart => "LoopbackHost::stop() then restart()",
+            Fault::Crash => "LoopbackHost::crash() (Server::shutdown_immediate) then restart()",
             Fault::ReadyThenFin => "ConnectFault::ReadyThenFin (seed 001: one write, then FIN)",
         }
     }
@@ -623,6 +628,16 @@ impl Side<'_> {
         }
     }
 
+    async fn crash(&self) -> Result<(), String> {
+        match self {
+            Side::Real(c) => c.pg_stop("immediate"),
+            Side::Fake(h) => {
+                h.crash().await;
+                Ok(())
+            }
+        }
+    }
+
     async fn start(&self) -> Result<(), String> {
         match self {
             Side::Real(c) => c.pg_start(),
@@ -821,12 +836,16 @@ async fn script(fault: Fault, side: &Side<'_>) -> Result<Trace, String> {
                     .push((format!("next query {}", i + 1), tp.query("SELECT 1").await));
             }
         }
-        Fault::Restart => {
+        Fault::Restart | Fault::Crash => {
             let mut raw = Raw::connect(addr, ROLE, "conf-restart").await?;
             raw.until_ready().await?;
             let mut tp = Tpg::connect(addr, ROLE, "conf-restart-tp").await?;
             let _ = tp.query("SELECT 1").await;
-            side.stop().await?;
+            if fault == Fault::Crash {
+                side.crash().await?;
+            } else {
+                side.stop().await?;
+            }
             raw.until_end().await;
             t.raw.push(("idle session".to_owned(), raw));
             t.tpg.push(("connection".to_owned(), tp.ended().await));
@@ -919,11 +938,17 @@ impl Compared {
         diffs
     }
 
-    /// The first ErrorResponse each raw client read: (severity, code, message).
+    /// The first ErrorResponse (or NoticeResponse) a raw client read:
+    /// (severity, code, message).
     fn error_of(trace: &Result<Trace, String>) -> Option<(String, String, String)> {
         trace.as_ref().ok()?.raw.iter().find_map(|(_, raw)| {
             raw.seen().find_map(|s| match s {
                 Seen::Error {
+                    severity,
+                    code,
+                    message,
+                }
+                | Seen::Notice {
                     severity,
                     code,
                     message,
@@ -948,6 +973,7 @@ impl Compared {
             Seen::Ready(_) => "Z".to_owned(),
             Seen::Auth(0) => "AuthOk".to_owned(),
             Seen::Error { severity, .. } => format!("E({severity})"),
+            Seen::Notice { severity, .. } => format!("N({severity})"),
             Seen::Fin => "FIN".to_owned(),
             Seen::Other(b'T') => "T".to_owned(),
             other => other.label(),

@@ -14,9 +14,9 @@ use crate::print;
 /// faults of a netsim seed (or faults named on the command line): its role connection limit (53300), its
 /// idle-session kill (57P05), its connect faults (ReadyForQuery + FATAL
 /// 57P01 + FIN in one write, hung handshakes) and, at their times from the
-/// start, its terminate-alls (57P01) and db crashes (served as a fast
-/// restart: 57P01 to every connection, the port closed for the crash's
-/// length). Partitions and resizes are the simulation's, not the server's,
+/// start, its terminate-alls (57P01) and db crashes (served as
+/// PostgreSQL's immediate shutdown: a WARNING 57P01 notice to every
+/// connection, FIN, the port closed for the crash's length). Partitions and resizes are the simulation's, not the server's,
 /// and are skipped. After the seed's faults phase every connect is normal.
 ///
 /// Clients connect with any role; each role stands for one of the seed's
@@ -55,7 +55,7 @@ pub struct Args {
     /// Instead of the seed's: how long the faults phase lasts, in seconds.
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     faults_for: Option<Duration>,
-    /// Leave out the seed's timed faults (terminate-alls, restarts).
+    /// Leave out the seed's timed faults (terminate-alls, crashes).
     #[arg(long)]
     no_timed_faults: bool,
 }
@@ -168,7 +168,7 @@ pub fn run(args: Args) -> i32 {
         .map(|e| (Duration::from_millis(e.at_ms), e.event))
         .collect();
     println!(
-        "  timed faults      {} terminate-all, {} restarts within the first {}; then healed",
+        "  timed faults      {} terminate-all, {} crashes within the first {}; then healed",
         events
             .iter()
             .filter(|(_, e)| matches!(e, Event::TerminateAll))
@@ -273,9 +273,10 @@ async fn drive(
                 println!("  {elapsed:>8}  terminate-all: {n} connection(s) get FATAL 57P01");
             }
             Some((_, Event::CrashDb { for_ms })) => {
-                let n = host.stop().await;
+                let n = host.server().stats().connections_open;
+                host.crash().await;
                 println!(
-                    "  {elapsed:>8}  restart: {n} connection(s) get FATAL 57P01, port closed for {}",
+                    "  {elapsed:>8}  crash: {n} connection(s) get WARNING 57P01 (immediate shutdown), port closed for {}",
                     print::seconds(for_ms)
                 );
                 tokio::time::sleep(Duration::from_millis(for_ms)).await;
