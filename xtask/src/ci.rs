@@ -7,7 +7,9 @@ use crate::{cargo, project_root};
 
 /// Run everything CI runs: formatting, clippy, the whole test suite (unit
 /// tests, scenario replays, the bounded seed sweep, snapshots, proptest
-/// properties, netsim seeds), the hunt for every mutation, the loom models,
+/// properties, netsim seeds), the fake server's conformance against a
+/// throwaway PostgreSQL and two seed reports run against it, the hunt for
+/// every mutation, the loom models,
 /// the fuzz crate's formatting, and a fuzz smoke run of every cargo-fuzz
 /// target.
 #[derive(clap::Args)]
@@ -32,6 +34,14 @@ pub fn run(_args: Args) -> i32 {
             ],
         ),
         ("test", &["test", "--workspace", "--locked"]),
+        // The fake server's faults against a throwaway PostgreSQL 15 that
+        // the command starts and removes itself (about 5 s): a difference
+        // a pool could observe fails.
+        ("conformance", &[X, "conformance"]),
+        // Hatchet and postgres-mcp with each pool against a throwaway
+        // PostgreSQL, checked from pg_stat_activity (about 20 s; real
+        // time, every wait bounded).
+        ("realpg", &[X, "realpg"]),
         // Every seed report's bug, put back, must still be caught by its
         // invariant: a change that blinds the simulator fails here.
         ("hunt", &[X, "hunt"]),

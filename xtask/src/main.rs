@@ -7,14 +7,18 @@
 mod bench;
 mod ci;
 mod compare;
+mod conformance;
 mod fuzz;
 mod hunt;
 mod loom;
 mod mutants;
 mod netsim;
+mod pgcluster;
 mod print;
+mod realpg;
 mod replay;
 mod seeds;
+mod serve;
 mod shrink;
 mod sim;
 mod sweep;
@@ -51,6 +55,9 @@ enum Command {
     Loom(loom::Args),
     Mutants(mutants::Args),
     Netsim(netsim::Args),
+    Serve(serve::Args),
+    Conformance(conformance::Args),
+    Realpg(realpg::Args),
     Ci(ci::Args),
 }
 
@@ -68,6 +75,9 @@ fn main() -> ExitCode {
         Command::Loom(args) => loom::run(args),
         Command::Mutants(args) => mutants::run(args),
         Command::Netsim(args) => netsim::run_cmd(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Conformance(args) => conformance::run(args),
+        Command::Realpg(args) => realpg::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

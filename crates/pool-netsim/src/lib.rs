@@ -9,8 +9,11 @@
 //! caller's seeded RNG; the server draws no randomness and reads no wall
 //! clock): a handshake that never completes, ReadyForQuery + FATAL 57P01 +
 //! FIN in one write (Bun), the role connection limit (53300,
-//! postgres-mcp). Server-wide: idle-session kill (57P05, Hatchet) and
-//! terminate-all (57P01). Counters for checkers are in [`ServerStats`].
+//! postgres-mcp). Server-wide: idle-session kill (57P05, Hatchet),
+//! terminate-all (57P01) and PostgreSQL's immediate shutdown (a WARNING
+//! 57P01 notice). Counters for checkers are in [`ServerStats`].
+//!
+//! [`loopback`] serves the same server on a real TCP port of this machine.
 //!
 //! [`manager`] is the pool side: a pool-tokio manager for tokio-postgres over
 //! turmoil TCP. [`netsim`] runs processes with pools against the server in
@@ -19,6 +22,7 @@
 
 pub mod adapters;
 pub mod known;
+pub mod loopback;
 pub mod manager;
 pub mod netsim;
 pub mod pgwire;

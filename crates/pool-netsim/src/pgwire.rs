@@ -243,6 +243,9 @@ pub enum Severity {
     Error,
     /// The session ends; the server closes the connection after sending it.
     Fatal,
+    /// A NoticeResponse's severity: PostgreSQL's immediate shutdown warns
+    /// each client this way before the backend exits.
+    Warning,
 }
 
 impl Severity {
@@ -251,6 +254,7 @@ impl Severity {
         match self {
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
+            Severity::Warning => "WARNING",
         }
     }
 }
@@ -312,6 +316,15 @@ pub enum Backend {
     CommandComplete(String),
     /// `I` EmptyQueryResponse.
     EmptyQueryResponse,
+    /// `N` NoticeResponse (same fields as ErrorResponse).
+    NoticeResponse {
+        /// WARNING, as sent.
+        severity: Severity,
+        /// Five-character SQLSTATE.
+        code: String,
+        /// Primary message.
+        message: String,
+    },
     /// `E` ErrorResponse.
     ErrorResponse {
         /// ERROR or FATAL.
@@ -381,18 +394,31 @@ impl Backend {
                 severity,
                 code,
                 message,
-            } => frame(buf, b'E', |b| {
-                for (field, value) in [
-                    (b'S', severity.as_str()),
-                    (b'V', severity.as_str()),
-                    (b'C', code.as_str()),
-                    (b'M', message.as_str()),
-                ] {
-                    b.put_u8(field);
-                    put_cstr(b, value);
-                }
-                b.put_u8(0);
-            }),
+            }
+            | Backend::NoticeResponse {
+                severity,
+                code,
+                message,
+            } => frame(
+                buf,
+                if matches!(self, Backend::ErrorResponse { .. }) {
+                    b'E'
+                } else {
+                    b'N'
+                },
+                |b| {
+                    for (field, value) in [
+                        (b'S', severity.as_str()),
+                        (b'V', severity.as_str()),
+                        (b'C', code.as_str()),
+                        (b'M', message.as_str()),
+                    ] {
+                        b.put_u8(field);
+                        put_cstr(b, value);
+                    }
+                    b.put_u8(0);
+                },
+            ),
         }
     }
 }

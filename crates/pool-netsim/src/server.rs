@@ -1,7 +1,9 @@
-//! The fake PostgreSQL host: accepts turmoil TCP connections, speaks enough of v3 for tokio-postgres, and injects the seed reports' faults.
+//! The fake PostgreSQL host: accepts TCP connections (turmoil's in a simulation, tokio's on real loopback), speaks enough of v3 for tokio-postgres, and injects the seed reports' faults.
 //!
 //! A [`Server`] is a cheap, cloneable handle. Run it as a turmoil host
-//! (`sim.host("db", move || server.clone().run())`) and keep a clone to
+//! (`sim.host("db", move || server.clone().run())`), or on a real socket
+//! with [`Server::serve`] and a `tokio::net::TcpListener` (one
+//! implementation, generic over the [`Listener`]), and keep a clone to
 //! observe it ([`Server::stats`], [`Server::connections`]) and to act on it
 //! ([`Server::terminate_all`], [`Server::set_plan`]) from a client host or
 //! from the test between `sim.step()`s.
@@ -30,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,10 +40,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use turmoil::net::{TcpListener, TcpStream};
 
 use crate::pgwire::{
     self, Backend, Column, Frontend, INT4_OID, Severity, TEXT_OID, TxStatus, VOID_OID, WireError,
@@ -49,6 +51,9 @@ use crate::pgwire::{
 
 /// Message of FATAL 57P01.
 pub const ADMIN_SHUTDOWN_MESSAGE: &str = "terminating connection due to administrator command";
+/// Message of the WARNING 57P01 PostgreSQL's immediate shutdown sends.
+pub const IMMEDIATE_SHUTDOWN_MESSAGE: &str =
+    "terminating connection due to immediate shutdown command";
 /// Message of FATAL 57P05.
 pub const IDLE_SESSION_MESSAGE: &str = "terminating connection due to idle-session timeout";
 
@@ -260,6 +265,30 @@ impl ServerStats {
 /// but must not call [`Server::set_plan`].
 pub type FaultPlan = Box<dyn FnMut(&ConnectInfo) -> ConnectFault + Send>;
 
+/// A listening socket the server accepts from. The server is one
+/// implementation for both transports, so what the conformance run measures
+/// on real TCP is what the simulations run.
+pub trait Listener {
+    /// The accepted connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// The next connection and its peer's address.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+}
+
+impl Listener for turmoil::net::TcpListener {
+    type Stream = turmoil::net::TcpStream;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> {
+        turmoil::net::TcpListener::accept(self)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> {
+        tokio::net::TcpListener::accept(self)
+    }
+}
+
 /// Handle to the fake PostgreSQL server. Clones share one server.
 #[derive(Clone)]
 pub struct Server {
@@ -299,6 +328,9 @@ struct ConnEntry {
     application_name: Option<String>,
     /// Set by `terminate_all`; the task sees it at its next wake-up.
     terminate: bool,
+    /// With `terminate`: as PostgreSQL's immediate shutdown, a WARNING
+    /// notice instead of the FATAL.
+    immediate: bool,
     /// Wakes the connection's task to terminate (only `terminate_all`
     /// notifies it, after setting `terminate`).
     wake: Arc<Notify>,
@@ -425,6 +457,39 @@ impl Server {
         signalled
     }
 
+    /// Like PostgreSQL's immediate shutdown (`pg_ctl stop -m immediate`):
+    /// each connection the server holds gets a NoticeResponse WARNING 57P01
+    /// ("terminating connection due to immediate shutdown command") and is
+    /// closed, in whatever state it is. Returns how many were signalled.
+    pub fn shutdown_immediate(&self) -> usize {
+        let mut st = self.state();
+        let mut signalled = 0;
+        for conn in st.conns.values_mut() {
+            if conn.phase != Phase::Closing && !conn.terminate {
+                conn.terminate = true;
+                conn.immediate = true;
+                conn.wake.notify_one();
+                signalled += 1;
+            }
+        }
+        signalled
+    }
+
+    /// Like `pg_terminate_backend(pid)`: the connection with this process id
+    /// (its BackendKeyData, the accept number) gets FATAL 57P01 and is
+    /// closed. Returns false if the server holds no such connection.
+    pub fn terminate_backend(&self, pid: u64) -> bool {
+        let mut st = self.state();
+        match st.conns.get_mut(&pid) {
+            Some(conn) if conn.phase != Phase::Closing && !conn.terminate => {
+                conn.terminate = true;
+                conn.wake.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Replaces the fault plan (e.g. to heal faults for a liveness phase).
     pub fn set_plan(&self, plan: impl FnMut(&ConnectInfo) -> ConnectFault + Send + 'static) {
         *self.shared.plan.lock().unwrap_or_else(|e| e.into_inner()) = Box::new(plan);
@@ -437,7 +502,15 @@ impl Server {
             let st = self.state();
             (st.config.bind_ip, st.config.port)
         };
-        let listener = TcpListener::bind((ip, port)).await?;
+        let listener = turmoil::net::TcpListener::bind((ip, port)).await?;
+        self.serve(listener).await?;
+        Ok(())
+    }
+
+    /// Serves every connection `listener` accepts, until dropped or an
+    /// accept fails. The future is not `Send` (connections are polled in
+    /// it, see below): on tokio, run it on a current-thread runtime.
+    pub async fn serve<L: Listener>(self, listener: L) -> io::Result<()> {
         // Connections are served inside this future, kept by accept order,
         // not spawned as tasks: when the host crashes, tokio drops a
         // runtime's tasks in an order that follows its process-wide task
@@ -449,7 +522,7 @@ impl Server {
         loop {
             tokio::select! {
                 biased;
-                accepted = listener.accept() => {
+                accepted = Listener::accept(&listener) => {
                     let (stream, peer) = accepted?;
                     let guard = self.register(peer);
                     serving.insert(guard.id, Box::pin(serve_connection(guard, stream)));
@@ -479,6 +552,7 @@ impl Server {
                 role: None,
                 application_name: None,
                 terminate: false,
+                immediate: false,
                 wake: wake.clone(),
             },
         );
@@ -516,6 +590,24 @@ impl ConnGuard {
 
     fn terminate_requested(&self) -> bool {
         self.with_entry(|c| c.terminate).unwrap_or(false)
+    }
+
+    /// What a terminated connection is told last: FATAL 57P01, or the
+    /// immediate shutdown's WARNING.
+    fn termination(&self) -> Backend {
+        if self.with_entry(|c| c.immediate).unwrap_or(false) {
+            Backend::NoticeResponse {
+                severity: Severity::Warning,
+                code: sqlstate::ADMIN_SHUTDOWN.to_owned(),
+                message: IMMEDIATE_SHUTDOWN_MESSAGE.to_owned(),
+            }
+        } else {
+            Backend::error(
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                ADMIN_SHUTDOWN_MESSAGE,
+            )
+        }
     }
 
     /// Marks the connection closing and counts why (and the fault, if one).
@@ -560,13 +652,13 @@ enum Framing {
     Tagged,
 }
 
-struct Conn {
+struct Conn<S> {
     guard: ConnGuard,
-    stream: TcpStream,
+    stream: S,
     rbuf: BytesMut,
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Waits for the next whole message, a termination, the idle deadline
     /// or the end of the stream. A pending termination wins over buffered
     /// input.
@@ -669,7 +761,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// One connection, from accept to close.
-async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(guard: ConnGuard, stream: S) {
     let mut conn = Conn {
         guard,
         stream,
@@ -810,6 +902,12 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
             ("standard_conforming_strings", "on"),
             ("is_superuser", "off"),
             ("session_authorization", role.as_str()),
+            // PostgreSQL 14+ reports these three too (`cargo xtask
+            // conformance` found them missing); clients choose a server
+            // for `target_session_attrs` by the first two.
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+            ("IntervalStyle", "postgres"),
             (
                 "application_name",
                 application_name.as_deref().unwrap_or(""),
@@ -877,17 +975,13 @@ async fn serve_connection(guard: ConnGuard, stream: TcpStream) {
     }
 }
 
-async fn terminate(conn: Conn) {
-    conn.close_fatal(
-        CloseReason::Terminated,
-        sqlstate::ADMIN_SHUTDOWN,
-        ADMIN_SHUTDOWN_MESSAGE,
-    )
-    .await
+async fn terminate<S: AsyncRead + AsyncWrite + Unpin>(conn: Conn<S>) {
+    let out = pgwire::encode_all(&[conn.guard.termination()]);
+    conn.close(CloseReason::Terminated, out).await
 }
 
 /// An admitted session: simple queries until it ends.
-async fn session(mut conn: Conn, role: String) {
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Conn<S>, role: String) {
     let mut tx = TxStatus::Idle;
     // After an error in an extended-protocol message, skip until Sync.
     let mut skipping_to_sync = false;
@@ -911,12 +1005,7 @@ async fn session(mut conn: Conn, role: String) {
                         }
                     }
                     QueryEnd::Terminated => {
-                        Backend::error(
-                            Severity::Fatal,
-                            sqlstate::ADMIN_SHUTDOWN,
-                            ADMIN_SHUTDOWN_MESSAGE,
-                        )
-                        .encode(&mut out);
+                        conn.guard.termination().encode(&mut out);
                         return conn.close(CloseReason::Terminated, out).await;
                     }
                 }
@@ -997,8 +1086,8 @@ enum QueryEnd {
 
 /// Runs a simple query's statements, appending their responses (without
 /// the final ReadyForQuery) to `out`. The first failing statement ends it.
-async fn run_query(
-    conn: &mut Conn,
+async fn run_query<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
     role: &str,
     sql: &str,
     tx: &mut TxStatus,
@@ -1038,6 +1127,11 @@ async fn run_query(
                         return QueryEnd::Done;
                     }
                 };
+                // As PostgreSQL: the RowDescription is sent as the executor
+                // starts, before the row is computed, so a session killed in
+                // pg_sleep sends it before its FATAL (conformance measured).
+                Backend::RowDescription(items.iter().map(|i| i.column.clone()).collect())
+                    .encode(out);
                 for item in &items {
                     if let Some(d) = item.sleep {
                         if !conn.sleep_or_terminate(Instant::now() + d).await {
@@ -1045,8 +1139,6 @@ async fn run_query(
                         }
                     }
                 }
-                Backend::RowDescription(items.iter().map(|i| i.column.clone()).collect())
-                    .encode(out);
                 Backend::DataRow(items.into_iter().map(|i| i.value).collect()).encode(out);
                 "SELECT 1".to_owned()
             }

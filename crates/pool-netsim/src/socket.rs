@@ -44,9 +44,22 @@ pub struct SocketLife {
 #[derive(Clone, Debug, Default)]
 pub struct Sockets {
     held: Arc<Mutex<BTreeMap<SocketAddr, SocketLife>>>,
+    /// `Some`: dial this real TCP address (tokio) instead of the turmoil
+    /// host named in [`Sockets::dial`], for the runs against a real server.
+    real: Option<SocketAddr>,
 }
 
 impl Sockets {
+    /// A table whose dials go to `addr` over real TCP (tokio), whatever
+    /// host and port the caller names: the pools under test, unchanged,
+    /// against a real PostgreSQL.
+    pub fn real(addr: SocketAddr) -> Sockets {
+        Sockets {
+            held: Arc::default(),
+            real: Some(addr),
+        }
+    }
+
     fn table(&self) -> MutexGuard<'_, BTreeMap<SocketAddr, SocketLife>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -54,7 +67,11 @@ impl Sockets {
     /// Dial `host:port` for `role`. A failed dial gives a stream whose every
     /// read and write fails with the dial's error.
     pub async fn dial(&self, role: &str, host: &str, port: u16) -> WatchedStream {
-        match TcpStream::connect((host, port)).await {
+        let dialled = match self.real {
+            Some(addr) => tokio::net::TcpStream::connect(addr).await.map(Stream::Real),
+            None => TcpStream::connect((host, port)).await.map(Stream::Sim),
+        };
+        match dialled {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
                 if let Some(addr) = local {
@@ -124,15 +141,70 @@ impl Sockets {
     }
 }
 
+/// A turmoil stream in a simulation, a tokio one against a real server.
+enum Stream {
+    Sim(TcpStream),
+    Real(tokio::net::TcpStream),
+}
+
+impl Stream {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Stream::Sim(s) => s.local_addr(),
+            Stream::Real(s) => s.local_addr(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Sim(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Real(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Sim(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Real(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Sim(s) => Pin::new(s).poll_flush(cx),
+            Stream::Real(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Sim(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Real(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 enum Dialled {
     Connected {
-        stream: TcpStream,
+        stream: Stream,
         local: Option<SocketAddr>,
     },
     Failed(io::ErrorKind, String),
 }
 
-/// A turmoil TCP stream that tells [`Sockets`] when it ends and when it is
+/// A TCP stream (turmoil's, or tokio's against a real server) that tells [`Sockets`] when it ends and when it is
 /// dropped.
 pub struct WatchedStream {
     state: Dialled,
