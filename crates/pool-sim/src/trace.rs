@@ -191,6 +191,11 @@ impl Trace {
         self.tail.push_back(line);
     }
 
+    /// What this trace keeps.
+    pub fn keep(&self) -> Keep {
+        self.keep
+    }
+
     /// A hash of every line so far: equal for equal runs, byte for byte.
     pub fn hash(&self) -> u64 {
         self.hasher.finish()
