@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use pool_sim::explore::{Explored, Progress, Settings, WorldFile, explore, scenario_of};
-use pool_sim::run::reference_pools;
+use pool_sim::explore::{Explored, Progress, Settings, WorldFile, explore_reference, scenario_of};
 use pool_sim::world::Canonical;
 use pool_sim::{Invariant, Mutation};
 
@@ -305,8 +304,7 @@ fn timed(
         spinner.tick();
         seconds.is_none_or(|s| elapsed < s)
     };
-    let result = explore(
-        reference_pools(mutation),
+    let result = explore_reference(
         file.pool.clone(),
         file.world.clone(),
         &file.moves,

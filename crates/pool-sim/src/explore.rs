@@ -304,7 +304,7 @@ pub fn explore<P: SimPool>(
     settings: Settings,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<Explored, ExploreError> {
-    let root = World::new(make, pool, world, mutation, Keep::Tail);
+    let root = World::new(make, pool, world, mutation, Keep::Hash);
     let mut visited = Visited::new();
     let mut nodes: Vec<Node> = Vec::new();
     let budget = Budget::of(moves);
@@ -380,10 +380,8 @@ pub fn explore<P: SimPool>(
                         });
                     }
                 };
-                if let Target::Skipped(_) = target {
-                    continue;
-                }
-                child.clear_notices();
+                // A violation first: one found while the clock moved to
+                // the step's time leaves the step itself skipped.
                 if let Some(v) = child.violation() {
                     return Ok(Explored {
                         progress: stats,
@@ -397,6 +395,10 @@ pub fn explore<P: SimPool>(
                         exhausted: false,
                     });
                 }
+                if let Target::Skipped(_) = target {
+                    continue;
+                }
+                child.clear_notices();
                 if settings.dedup && !visited.insert(key(&child, budget)?) {
                     continue;
                 }
@@ -460,6 +462,28 @@ pub fn explore<P: SimPool>(
         stopped: false,
         exhausted: false,
     })
+}
+
+/// `explore` on the reference pool (pool-core's, with `mutation` put back).
+/// Not generic, so it is compiled with pool-sim's optimisations even in a
+/// caller's dev build (the xtask's).
+pub fn explore_reference(
+    pool: Config,
+    world: WorldConfig,
+    moves: &Moves,
+    mutation: Option<Mutation>,
+    settings: Settings,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<Explored, ExploreError> {
+    explore(
+        crate::run::reference_pools(mutation),
+        pool,
+        world,
+        moves,
+        mutation,
+        settings,
+        progress,
+    )
 }
 
 /// Heal a copy of `world` and run the liveness phase on it, as a run ends:
@@ -623,7 +647,12 @@ fn enabled<P: SimPool>(w: &World<P>, budget: Budget, moves: &Moves, out: &mut Ve
             }
         }
     }
-    if let Some(at) = w.next_timer().filter(|&at| at > now) {
+    let timer = w.next_timer().filter(|&at| at > now);
+    let owed = w.next_owed().filter(|&at| at > now);
+    for at in [timer, owed.filter(|&o| timer.is_none_or(|t| o < t))]
+        .into_iter()
+        .flatten()
+    {
         out.push(Step {
             at,
             transition: Transition::Wait,

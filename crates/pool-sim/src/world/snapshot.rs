@@ -184,6 +184,18 @@ impl<P: SimPool> World<P> {
         })
     }
 
+    /// The earliest instant at which a pool in service is late for what it
+    /// owes (the contract's next deadline): the explorer moves time there
+    /// as it does to the next timer, or a pool that never acts would never
+    /// be seen to be late.
+    pub fn next_owed(&self) -> Option<Time> {
+        self.pools
+            .iter()
+            .filter(|p| p.service != Service::Exited)
+            .filter_map(|p| p.contract.owed.map(|(at, _)| at))
+            .min()
+    }
+
     /// Forget the notices (the explorer plans by enumeration, not by them).
     pub fn clear_notices(&mut self) {
         self.notices.clear();
