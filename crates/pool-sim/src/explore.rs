@@ -26,7 +26,9 @@ use crate::pool::SimPool;
 use crate::scenario::{Expect, Scenario, ScenarioError};
 use crate::trace::{Keep, Target};
 use crate::transition::{Step, Transition};
-use crate::world::{Canonical, ClientState, MakePool, Service, SignalKind, World, WorldConfig};
+use crate::world::{
+    Canonical, ClientState, HashScratch, MakePool, Service, SignalKind, World, WorldConfig,
+};
 
 /// A named small world (`worlds/NAME.toml`): the world, the pool's config,
 /// what the explorer may do in it, and how deep it is explored.
@@ -308,9 +310,10 @@ pub fn explore<P: SimPool>(
     let mut visited = Visited::new();
     let mut nodes: Vec<Node> = Vec::new();
     let budget = Budget::of(moves);
-    let key = |w: &World<P>, b: Budget| -> Result<u128, ExploreError> {
+    let mut scratch = HashScratch::default();
+    let mut key = |w: &World<P>, b: Budget| -> Result<u128, ExploreError> {
         let h = w
-            .state_hash(settings.canonical)
+            .state_hash_with(settings.canonical, &mut scratch)
             .ok_or(ExploreError::Unsupported)?;
         Ok(h ^ b
             .word()

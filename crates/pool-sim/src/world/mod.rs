@@ -17,7 +17,7 @@
 mod snapshot;
 mod topology;
 
-pub use snapshot::Canonical;
+pub use snapshot::{Canonical, HashScratch};
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

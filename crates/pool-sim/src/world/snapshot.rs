@@ -41,6 +41,16 @@ impl Default for Canonical {
     }
 }
 
+/// Buffers for `World::state_hash_with`, kept between calls.
+#[derive(Debug, Default)]
+pub struct HashScratch {
+    conns: Vec<Vec<ConnId>>,
+    requests: Vec<RequestId>,
+    signatures: Vec<[u64; 7]>,
+    order: Vec<usize>,
+    place: Vec<u64>,
+}
+
 /// Two independent 64-bit lanes: a 128-bit key makes a collision (two
 /// different states taken for one, and a branch never explored) negligible
 /// at the millions of states a small world has.
@@ -204,18 +214,41 @@ impl<P: SimPool> World<P> {
     /// A hash of the state, equal for equivalent states (see the module
     /// doc), or `None` if a pool cannot hash its own (`SimPool::hash_state`).
     pub fn state_hash(&self, canonical: Canonical) -> Option<u128> {
+        self.state_hash_with(canonical, &mut HashScratch::default())
+    }
+
+    /// `state_hash`, reusing `scratch`'s buffers (the explorer hashes
+    /// millions of states: their allocations were a good part of its time).
+    pub fn state_hash_with(&self, canonical: Canonical, scratch: &mut HashScratch) -> Option<u128> {
         let mut sink = Sink {
             a: 0,
             b: 0,
             now: self.now.as_millis(),
             renumber: canonical.renumber,
-            conns: Vec::with_capacity(self.pools.len()),
+            conns: std::mem::take(&mut scratch.conns),
             pool: 0,
-            requests: Vec::new(),
+            requests: std::mem::take(&mut scratch.requests),
         };
-        // The names the state uses, to rank.
+        sink.requests.clear();
+        let hash = self.hash_into(canonical, &mut sink, scratch);
+        scratch.conns = std::mem::take(&mut sink.conns);
+        scratch.requests = std::mem::take(&mut sink.requests);
+        hash
+    }
+
+    fn hash_into(
+        &self,
+        canonical: Canonical,
+        sink: &mut Sink,
+        scratch: &mut HashScratch,
+    ) -> Option<u128> {
+        // The names the state uses, to rank (each pool's list reused).
+        sink.conns.resize_with(self.pools.len(), Vec::new);
+        sink.conns.truncate(self.pools.len());
         for (px, slot) in self.pools.iter().enumerate() {
-            let mut ids: Vec<ConnId> = slot.conns.keys().copied().collect();
+            let mut ids = std::mem::take(&mut sink.conns[px]);
+            ids.clear();
+            ids.extend(slot.conns.keys().copied());
             ids.extend(slot.validating.keys().copied());
             ids.extend(slot.retired.iter().map(|&(c, _)| c));
             if let Some(watch) = &slot.shrink {
@@ -234,7 +267,7 @@ impl<P: SimPool> World<P> {
             }
             ids.sort_unstable();
             ids.dedup();
-            sink.conns.push(ids);
+            sink.conns[px] = ids;
             sink.requests.extend(slot.waiting.keys().copied());
             sink.requests
                 .extend(slot.validating.values().map(|&(r, _)| r));
@@ -256,46 +289,47 @@ impl<P: SimPool> World<P> {
         // Each client's own state, with canonical names: with symmetry,
         // clients are ordered by it and named by their place.
         let processes = self.config.processes.max(1);
+        let now = sink.now;
         let rel = |t: Time| {
             if canonical.renumber {
-                t.as_millis().wrapping_sub(sink.now)
+                t.as_millis().wrapping_sub(now)
             } else {
                 t.as_millis()
             }
         };
-        let signatures: Vec<[u64; 7]> = self
-            .clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pool = c.pool.unwrap_or(0) as usize;
-                let (tag, name, since) = match c.state {
-                    ClientState::Idle => (0, 0, 0),
-                    ClientState::Waiting { request } => (1, sink.rank_request(request), 0),
-                    ClientState::Holding { conn, since } => {
-                        (2, sink.rank_conn(pool, conn), rel(since))
-                    }
-                    ClientState::Listening { conn } => (3, sink.rank_conn(pool, conn), 0),
-                };
-                [
-                    i as u64 % u64::from(processes),
-                    tag,
-                    name,
-                    u64::from(c.probe) | u64::from(c.orphaned) << 1,
-                    c.pool.map_or(u64::MAX, u64::from),
-                    since,
-                    if canonical.symmetry { 0 } else { i as u64 },
-                ]
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..self.clients.len()).collect();
+        let signatures = &mut scratch.signatures;
+        signatures.clear();
+        signatures.extend(self.clients.iter().enumerate().map(|(i, c)| {
+            let pool = c.pool.unwrap_or(0) as usize;
+            let (tag, name, since) = match c.state {
+                ClientState::Idle => (0, 0, 0),
+                ClientState::Waiting { request } => (1, sink.rank_request(request), 0),
+                ClientState::Holding { conn, since } => (2, sink.rank_conn(pool, conn), rel(since)),
+                ClientState::Listening { conn } => (3, sink.rank_conn(pool, conn), 0),
+            };
+            [
+                i as u64 % u64::from(processes),
+                tag,
+                name,
+                u64::from(c.probe) | u64::from(c.orphaned) << 1,
+                c.pool.map_or(u64::MAX, u64::from),
+                since,
+                if canonical.symmetry { 0 } else { i as u64 },
+            ]
+        }));
+        let order = &mut scratch.order;
+        order.clear();
+        order.extend(0..self.clients.len());
         if canonical.symmetry {
             order.sort_by_key(|&i| signatures[i]);
         }
-        let mut place = vec![0u64; self.clients.len()];
+        let place = &mut scratch.place;
+        place.clear();
+        place.resize(self.clients.len(), 0);
         for (at, &i) in order.iter().enumerate() {
             place[i] = at as u64;
         }
+        let place = &*place;
         let client = |c: u32| place.get(c as usize).copied().unwrap_or(u64::MAX);
 
         sink.word(match self.phase {
@@ -364,13 +398,13 @@ impl<P: SimPool> World<P> {
             sink.word(slot.waiting.len() as u64);
             for (&request, w) in &slot.waiting {
                 sink.request(request);
-                waiting(&mut sink, w);
+                waiting(sink, w);
             }
             sink.word(slot.validating.len() as u64);
             for (&conn, (request, w)) in &slot.validating {
                 sink.conn(conn);
                 sink.request(*request);
-                waiting(&mut sink, w);
+                waiting(sink, w);
             }
             match &slot.shrink {
                 None => sink.word(0),
@@ -432,7 +466,7 @@ impl<P: SimPool> World<P> {
             }
             sink.opt_time(contract.floor_short_since);
             sink.opt_time(contract.backoff_until);
-            if !slot.pool.hash_state(&mut sink) {
+            if !slot.pool.hash_state(sink) {
                 return None;
             }
         }
@@ -442,7 +476,7 @@ impl<P: SimPool> World<P> {
             sink.word(u64::from(p.pool));
             sink.opt_time(p.orphaned_at);
             sink.opt_time(p.exited_at);
-            p.watchdog.hash_state(self.now, &mut sink);
+            p.watchdog.hash_state(self.now, sink);
         }
         sink.word(self.current.len() as u64);
         for &c in &self.current {
@@ -450,7 +484,7 @@ impl<P: SimPool> World<P> {
         }
         if let Some(registry) = &self.registry {
             sink.word(1);
-            registry.hash_state(&mut sink);
+            registry.hash_state(sink);
         }
         sink.word(self.inbox.len() as u64);
         for q in &self.inbox {
@@ -465,7 +499,7 @@ impl<P: SimPool> World<P> {
             sink.pool_conn(s.pool as usize, s.conn);
         }
         sink.word(self.clients.len() as u64);
-        for &i in &order {
+        for &i in order.iter() {
             for w in signatures[i] {
                 sink.word(w);
             }
