@@ -354,6 +354,7 @@ pub fn explore<P: SimPool>(
     }
     let mut frontier: Vec<(World<P>, Budget, u32)> = vec![(root, budget, u32::MAX)];
     let mut candidates = Vec::new();
+    let mut next_report = 4096;
     for _ in 0..settings.depth {
         let mut next = Vec::new();
         stats.frontier = frontier.len() as u64;
@@ -428,7 +429,11 @@ pub fn explore<P: SimPool>(
                     }
                 }
                 next.push((child, budget, node));
-                if stats.explored % 4096 == 0 && !progress(&stats) {
+            }
+            // Between parents, so a stop never leaves one half expanded.
+            if stats.explored >= next_report {
+                next_report = stats.explored + 4096;
+                if !progress(&stats) {
                     return Ok(Explored {
                         progress: stats,
                         found: None,
