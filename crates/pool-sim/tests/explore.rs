@@ -319,3 +319,44 @@ fn every_named_world_loads() {
     }
     assert!(!names.is_empty());
 }
+
+#[test]
+fn a_path_to_a_liveness_violation_replays_through_the_liveness_phase() {
+    if !Mutation::available() {
+        return; // needs the `mutations` feature (cargo xtask explore has it)
+    }
+    // The floor is only owed once faults are healed: the liveness phase
+    // the explorer runs on a copy of every state judges it.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../worlds/timers.toml");
+    let file = WorldFile::load(&path).unwrap();
+    assert!(file.moves.liveness);
+    let mutation = Mutation::BackoffNeverRefills;
+    let result = pool_sim::explore::explore_reference(
+        file.pool.clone(),
+        file.world.clone(),
+        &file.moves,
+        Some(mutation),
+        settings(file.depth),
+        &mut |_| true,
+    )
+    .unwrap();
+    let found = result.found.expect("explore finds backoff-never-refills");
+    assert!(found.in_liveness, "{found:?}");
+    assert_eq!(found.invariant, Some(pool_sim::Invariant::FloorNotRestored));
+    let scenario = scenario_of("t", "", &file.pool, &file.world, Some(mutation), &found);
+    let parsed =
+        pool_sim::Scenario::parse(Path::new("explored.toml"), &scenario.to_toml("", None)).unwrap();
+    let report = run_scenario(&parsed, Options::default());
+    assert_eq!(
+        report.outcome.invariant(),
+        Some(pool_sim::Invariant::FloorNotRestored),
+        "{:?}",
+        report.outcome
+    );
+    let mut clean = parsed.clone();
+    clean.mutation = None;
+    assert_eq!(
+        run_scenario(&clean, Options::default()).outcome,
+        Outcome::Pass
+    );
+}
