@@ -311,18 +311,24 @@ pub fn explore<P: SimPool>(
     let mut nodes: Vec<Node> = Vec::new();
     let budget = Budget::of(moves);
     let mut scratch = HashScratch::default();
-    let mut key = |w: &World<P>, b: Budget| -> Result<u128, ExploreError> {
+    // The world's hash, and the state's (the world and the budget left).
+    let mut key = |w: &World<P>, b: Budget| -> Result<(u128, u128), ExploreError> {
         let h = w
             .state_hash_with(settings.canonical, &mut scratch)
             .ok_or(ExploreError::Unsupported)?;
-        Ok(h ^ b
+        let budget = b
             .word()
-            .wrapping_mul(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15))
+            .wrapping_mul(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15);
+        Ok((h, h ^ budget))
     };
+    // Worlds whose liveness phase has run: it does not depend on the
+    // explorer's budget, so a world met again with another budget left is
+    // not healed twice.
+    let mut healed = Visited::new();
     if root.snapshot().is_none() && !root.pools().is_empty() {
         return Err(ExploreError::Unsupported);
     }
-    visited.insert(key(&root, budget)?);
+    visited.insert(key(&root, budget)?.1);
     let mut stats = Progress {
         unique: 1,
         frontier: 1,
@@ -403,16 +409,22 @@ pub fn explore<P: SimPool>(
                     continue;
                 }
                 child.clear_notices();
-                if settings.dedup && !visited.insert(key(&child, budget)?) {
-                    continue;
-                }
+                let world_hash = if settings.dedup {
+                    let (world_hash, state) = key(&child, budget)?;
+                    if !visited.insert(state) {
+                        continue;
+                    }
+                    Some(world_hash)
+                } else {
+                    None
+                };
                 stats.unique += 1;
                 nodes.push(Node {
                     parent: *id,
                     step: step.clone(),
                 });
                 let node = (nodes.len() - 1) as u32;
-                if moves.liveness {
+                if moves.liveness && world_hash.is_none_or(|h| healed.insert(h)) {
                     stats.liveness_runs += 1;
                     if let Some((invariant, detail)) = liveness(&child)? {
                         return Ok(Explored {
