@@ -9,7 +9,8 @@ use crate::{cargo, project_root};
 /// tests, scenario replays, the bounded seed sweep, snapshots, proptest
 /// properties, netsim seeds), the fake server's conformance against a
 /// throwaway PostgreSQL and two seed reports run against it, the hunt for
-/// every mutation, the loom models,
+/// every mutation, the bounded exploration of every named world, the loom
+/// models,
 /// the fuzz crate's formatting, and a fuzz smoke run of every cargo-fuzz
 /// target.
 #[derive(clap::Args)]
@@ -45,6 +46,10 @@ pub fn run(_args: Args) -> i32 {
         // Every seed report's bug, put back, must still be caught by its
         // invariant: a change that blinds the simulator fails here.
         ("hunt", &[X, "hunt"]),
+        // Every named small world explored to its depth (fixed, no time
+        // limit: the result is deterministic): the reference pool passes,
+        // and each world finds every mutation its file lists.
+        ("explore", &[X, "explore", "--check"]),
         // The shell's shared state under loom (release, --cfg loom).
         ("loom", &[X, "loom"]),
         (

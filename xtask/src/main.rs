@@ -8,6 +8,7 @@ mod bench;
 mod ci;
 mod compare;
 mod conformance;
+mod explore;
 mod fuzz;
 mod hunt;
 mod loom;
@@ -52,6 +53,7 @@ enum Command {
     Bench(bench::Args),
     Fuzz(fuzz::Args),
     Compare(compare::Args),
+    Explore(explore::Args),
     Loom(loom::Args),
     Mutants(mutants::Args),
     Netsim(netsim::Args),
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Explore(args) => explore::run(args),
         Command::Loom(args) => loom::run(args),
         Command::Mutants(args) => mutants::run(args),
         Command::Netsim(args) => netsim::run_cmd(args),

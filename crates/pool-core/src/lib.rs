@@ -21,6 +21,7 @@
 //! (as postgres-mcp needed). With the `mutations` feature, each can run with
 //! one of the seed reports' bugs put back ([`Mutation`]).
 
+mod canon;
 mod config;
 mod error;
 mod mutation;
@@ -31,6 +32,7 @@ mod stats;
 mod types;
 mod watchdog;
 
+pub use canon::StateSink;
 pub use config::Config;
 pub use error::{AcquireError, CancelError, CloseError, InputError, ReturnError};
 pub use mutation::{Mutation, UnknownMutation};

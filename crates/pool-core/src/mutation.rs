@@ -285,6 +285,19 @@ impl Active {
         self.mutation = mutation;
     }
 
+    /// What the mutation keeps beyond its name, for a canonical state hash
+    /// (0 without the feature).
+    pub(crate) fn state_word(self) -> u64 {
+        #[cfg(feature = "mutations")]
+        {
+            self.resize_debt as u64
+        }
+        #[cfg(not(feature = "mutations"))]
+        {
+            0
+        }
+    }
+
     /// A shrink by `n`: with `resize-debt-outlives-grow`, `n` more returns
     /// are to be retired, whatever the capacity does next.
     #[inline(always)]

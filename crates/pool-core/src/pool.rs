@@ -45,7 +45,7 @@ pub enum ConnState {
 /// commands out in that order (a `Disconnect` that frees a slot precedes the
 /// `Open` that reuses it). Then ask `poll_timeout`, and call `handle_timeout`
 /// when that time comes, or at once if it has already passed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Pool {
     config: Config,
     capacity: usize,
@@ -72,7 +72,7 @@ pub struct Pool {
     mutation: Active,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Conn {
     state: ConnState,
     setting: Option<Setting>,
@@ -114,7 +114,7 @@ struct Waiter {
     deadline: Option<Time>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Counts {
     opening: usize,
     idle: usize,
@@ -133,7 +133,7 @@ enum Timer {
     Lifetime(ConnId),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Timers(BTreeSet<(Time, Timer)>);
 
 impl Timers {
@@ -234,6 +234,91 @@ impl Pool {
     /// Every connection the pool holds, by id.
     pub fn conns(&self) -> impl Iterator<Item = (ConnId, ConnState)> + '_ {
         self.conns.iter().map(|(&id, c)| (id, c.state))
+    }
+
+    /// Write the pool's state to `sink` for a canonical hash (an explorer's
+    /// visited set). The config is left out (it is the same in every state
+    /// of one exploration), and so are the id counters and the stats'
+    /// counters: they only grow, so no two states of different histories
+    /// would meet, and the simulator holds the counters to its own counts
+    /// at every step (a pool whose counters drift is caught there). The
+    /// gauges and `counts` are left out too: they follow from `conns`.
+    pub fn hash_state(&self, sink: &mut dyn crate::StateSink) {
+        sink.word(self.capacity as u64);
+        sink.word(self.lifecycle as u64);
+        sink.opt_time(self.close_deadline);
+        sink.word(self.conns.len() as u64);
+        for (&id, conn) in &self.conns {
+            sink.conn(id);
+            sink.word(conn.state as u64);
+            sink.word(conn.setting.map_or(u64::MAX, |s| u64::from(s.0)));
+            sink.opt_time(conn.connect_deadline);
+            sink.opt_time(conn.idle_deadline);
+            sink.opt_time(conn.lifetime_deadline);
+            sink.word(u64::from(conn.expired) | u64::from(conn.broken) << 1);
+            // Only read when an idle connection is granted: outside the
+            // idle set it is a stale value, and would keep apart states
+            // that act alike.
+            if conn.state == ConnState::Idle {
+                sink.time(conn.idle_since);
+            }
+        }
+        sink.word(self.idle.len() as u64);
+        for &id in &self.idle {
+            sink.conn(id);
+        }
+        // Arrival numbers only order the waiters: hash each one's rank.
+        let mut arrivals: Vec<u64> = self
+            .waiters
+            .iter()
+            .chain(self.validating.values())
+            .map(|w| w.arrival)
+            .collect();
+        arrivals.sort_unstable();
+        let waiter = |sink: &mut dyn crate::StateSink, w: &Waiter| {
+            sink.request(w.request);
+            sink.word(arrivals.binary_search(&w.arrival).unwrap_or(usize::MAX) as u64);
+            sink.word(w.setting.map_or(u64::MAX, |s| u64::from(s.0)));
+            sink.opt_time(w.deadline);
+        };
+        sink.word(self.waiters.len() as u64);
+        for w in &self.waiters {
+            waiter(sink, w);
+        }
+        sink.word(self.validating.len() as u64);
+        for (&id, w) in &self.validating {
+            sink.conn(id);
+            waiter(sink, w);
+        }
+        sink.word(self.timers.0.len() as u64);
+        for &(at, timer) in &self.timers.0 {
+            sink.time(at);
+            match timer {
+                Timer::Close => sink.word(0),
+                Timer::Backoff => sink.word(1),
+                Timer::Waiter(r) => {
+                    sink.word(2);
+                    sink.request(r);
+                }
+                Timer::Connect(c) => {
+                    sink.word(3);
+                    sink.conn(c);
+                }
+                Timer::Idle(c) => {
+                    sink.word(4);
+                    sink.conn(c);
+                }
+                Timer::Lifetime(c) => {
+                    sink.word(5);
+                    sink.conn(c);
+                }
+            }
+        }
+        sink.opt_time(self.backoff_until);
+        // Between steps the command queue is drained; a command left over
+        // still makes the state different.
+        sink.word(self.commands.len() as u64);
+        sink.word(self.mutation.state_word());
     }
 
     /// Check the pool's own bookkeeping: the gauges agree with the

@@ -77,7 +77,7 @@ struct Entry {
 }
 
 /// The registry: keys to pools.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Registry {
     entries: BTreeMap<Key, Entry>,
     /// Created pools whose first connect has not committed, by id.
@@ -105,6 +105,24 @@ impl Registry {
     /// Every registered pool: key, pool, committed.
     pub fn pools(&self) -> impl Iterator<Item = (Key, PoolId, bool)> + '_ {
         self.entries.iter().map(|(&k, e)| (k, e.pool, e.committed))
+    }
+
+    /// Write the registry's state to `sink` for a canonical hash. Pool ids
+    /// are hashed as they are: pools are never forgotten by the world that
+    /// owns them, so the ids name the same pools in every state that could
+    /// meet; the id counter is left out.
+    pub fn hash_state(&self, sink: &mut dyn crate::StateSink) {
+        sink.word(self.entries.len() as u64);
+        for (key, e) in &self.entries {
+            sink.word(u64::from(key.0));
+            sink.word(e.pool.0);
+            sink.word(u64::from(e.committed));
+        }
+        sink.word(self.initializing.len() as u64);
+        for (pool, key) in &self.initializing {
+            sink.word(pool.0);
+            sink.word(u64::from(key.0));
+        }
     }
 
     /// A login for `key`: its pool, or a new one registered now.

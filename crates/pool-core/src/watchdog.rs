@@ -12,7 +12,7 @@ use crate::mutation::{Active, Mutation};
 use crate::types::Time;
 
 /// The orphan watchdog.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Watchdog {
     started: Time,
     interval_ms: u64,
@@ -56,6 +56,16 @@ impl Watchdog {
         let elapsed = now.millis_since(self.started);
         let checks = elapsed.div_ceil(self.interval_ms).max(1);
         self.due = Some(self.started.plus_ms(checks * self.interval_ms));
+    }
+
+    /// Write the watchdog's state to `sink` for a canonical hash. Its
+    /// start only places the interval grid, so only where `now` falls on
+    /// the grid is hashed: a watchdog started one interval earlier acts
+    /// the same.
+    pub fn hash_state(&self, now: Time, sink: &mut dyn crate::StateSink) {
+        sink.word(now.millis_since(self.started) % self.interval_ms);
+        sink.opt_time(self.due);
+        sink.word(u64::from(self.fired));
     }
 
     /// When the watchdog next wants `handle_timeout`.

@@ -11,6 +11,7 @@
 
 mod contract;
 pub mod driver;
+pub mod explore;
 pub mod fuzz;
 pub mod invariant;
 pub mod perfetto;

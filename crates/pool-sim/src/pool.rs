@@ -1,7 +1,7 @@
 //! The sans-IO contract the simulator drives. The reference core implements
 //! it; so can any pool state machine a user wants to put under the simulator.
 
-use pool_core::{Command, ConnId, ConnState, Input, InputError, Pool, Stats, Time};
+use pool_core::{Command, ConnId, ConnState, Input, InputError, Pool, StateSink, Stats, Time};
 
 /// A pool the simulator can drive: inputs in, commands out, timers on
 /// request, and enough self-report for the checkers to compare with ground
@@ -41,6 +41,29 @@ pub trait SimPool {
     fn check_consistency(&self) -> Result<(), String> {
         Ok(())
     }
+
+    // ----- optional: exploration (`cargo xtask explore`) -----
+
+    /// A copy of the pool, for an explorer that branches a world into
+    /// every transition it can take. `None` (the default): the pool cannot
+    /// be explored, and `explore` says so. A pool that returns a copy must
+    /// also implement `hash_state`.
+    fn snapshot(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
+    /// Write everything the pool's future behaviour depends on to `sink`,
+    /// naming connections, requests and times through it (it renames them
+    /// canonically, so equivalent states meet). Leave out what only grows
+    /// (id counters, the stats' counters). Returns `false` (the default)
+    /// when the pool cannot: the explorer will not guess at a pool's state.
+    fn hash_state(&self, sink: &mut dyn StateSink) -> bool {
+        let _ = sink;
+        false
+    }
 }
 
 impl SimPool for Pool {
@@ -70,5 +93,14 @@ impl SimPool for Pool {
 
     fn check_consistency(&self) -> Result<(), String> {
         Pool::check_consistency(self)
+    }
+
+    fn snapshot(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+
+    fn hash_state(&self, sink: &mut dyn StateSink) -> bool {
+        Pool::hash_state(self, sink);
+        true
     }
 }

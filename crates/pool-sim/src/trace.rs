@@ -147,6 +147,9 @@ pub enum Keep {
     All,
     /// Every line, also printed to stdout as it happens.
     Echo,
+    /// The hash only, no lines: the explorer's copies of a world, of which
+    /// there are millions (it replays the path it reports, with its trace).
+    Hash,
 }
 
 /// The trace of one run.
@@ -168,7 +171,10 @@ impl Trace {
             keep,
             hasher: TraceHasher::default(),
             lines: 0,
-            tail: VecDeque::with_capacity(TAIL_LINES),
+            tail: match keep {
+                Keep::Hash => VecDeque::new(),
+                _ => VecDeque::with_capacity(TAIL_LINES),
+            },
             all: Vec::new(),
         }
     }
@@ -178,6 +184,7 @@ impl Trace {
         line.hash(&mut self.hasher);
         self.lines += 1;
         match self.keep {
+            Keep::Hash => return,
             Keep::Tail => {}
             Keep::All => self.all.push(line.clone()),
             Keep::Echo => {
@@ -189,6 +196,11 @@ impl Trace {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
+    }
+
+    /// What this trace keeps.
+    pub fn keep(&self) -> Keep {
+        self.keep
     }
 
     /// A hash of every line so far: equal for equal runs, byte for byte.

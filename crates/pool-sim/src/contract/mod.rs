@@ -53,7 +53,7 @@ use crate::world::{Census, Phase, PoolSlot, Service, World};
 pub(crate) use conns::tally;
 
 /// What the contract keeps per pool.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct PoolContract {
     /// The world's own count of what the pool was told and did.
     pub(crate) ledger: Ledger,
@@ -71,7 +71,7 @@ pub(crate) struct PoolContract {
 
 /// What one drain (one input, or one timer firing) has done so far, for the
 /// rules that say "at once".
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct DrainNote {
     /// Connect failures the pool learned of in this drain (a failed
     /// handshake, a close while connecting, its own connect timeout) and has

@@ -14,10 +14,15 @@
 //! registry: clients log in to a key and pools are made on first login and
 //! collected by GC (pg_doorman, seed 002).
 
+mod snapshot;
 mod topology;
 
+pub use snapshot::{Canonical, HashScratch};
+
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::rc::Rc;
 
 use pool_core::{
     Command, Config, ConnId, ConnState, Input, Key, Mutation, PoolId, RejectReason, RequestId,
@@ -315,7 +320,7 @@ pub struct CloseTruth {
 }
 
 /// A shrink in progress, for `capacity-stalled`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ShrinkWatch {
     /// Connections borrowed when held first exceeded capacity, not yet back.
     pub(crate) outstanding: BTreeSet<ConnId>,
@@ -417,7 +422,7 @@ impl<P: SimPool> PoolSlot<P> {
 }
 
 /// A process: a pool, its clients, and (once orphaned) its watchdog's work.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Process {
     /// Its place: clients `i` with `i % processes == slot` run in it.
     pub slot: u32,
@@ -472,7 +477,9 @@ pub type MakePool<P> = Box<dyn FnMut(Time, &Config) -> P>;
 
 /// The world. `P` is the type of the pools under test.
 pub struct World<P> {
-    make: MakePool<P>,
+    /// Shared, so a snapshot of the world makes its new pools the same way
+    /// (exploration assumes the factory is a function of its arguments).
+    make: Rc<RefCell<MakePool<P>>>,
     pub(crate) pool_config: Config,
     pub(crate) config: WorldConfig,
     #[cfg_attr(not(feature = "mutations"), allow(dead_code))]
@@ -541,7 +548,7 @@ impl<P: SimPool> World<P> {
             .collect();
         let registry = (config.keys > 0).then(|| topology::RegistryTruth::new(mutation));
         let mut world = World {
-            make,
+            make: Rc::new(RefCell::new(make)),
             pool_config,
             config,
             mutation,

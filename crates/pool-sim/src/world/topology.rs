@@ -13,7 +13,7 @@ use crate::pool::SimPool;
 use crate::trace::{Target, WorldEvent};
 
 /// The registry and what the world knows about its pools.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct RegistryTruth {
     registry: Registry,
     /// The world's index of each registry pool.
@@ -26,6 +26,31 @@ pub(super) struct RegistryTruth {
 }
 
 impl RegistryTruth {
+    /// Write the registry and the world's knowledge of it to `sink`, for a
+    /// canonical hash.
+    pub(super) fn hash_state(&self, sink: &mut dyn pool_core::StateSink) {
+        self.registry.hash_state(sink);
+        sink.word(self.pools.len() as u64);
+        for (id, &px) in &self.pools {
+            sink.word(id.0);
+            sink.word(u64::from(px));
+        }
+        sink.word(self.first_connect.len() as u64);
+        for (&px, &request) in &self.first_connect {
+            sink.word(u64::from(px));
+            sink.request(request);
+        }
+        sink.word(self.committed.len() as u64);
+        for &px in &self.committed {
+            sink.word(u64::from(px));
+        }
+    }
+
+    /// The requests the registry's truth names (for renaming).
+    pub(super) fn requests(&self) -> impl Iterator<Item = pool_core::RequestId> + '_ {
+        self.first_connect.values().copied()
+    }
+
     pub(super) fn new(mutation: Option<Mutation>) -> RegistryTruth {
         #[cfg_attr(not(feature = "mutations"), allow(unused_mut))]
         let mut registry = Registry::new();
@@ -81,7 +106,7 @@ impl<P: SimPool> World<P> {
     }
 
     fn add_pool(&mut self, owner: Owner) -> u32 {
-        let pool = (self.make)(self.now, &self.pool_config);
+        let pool = (self.make.borrow_mut())(self.now, &self.pool_config);
         let px = self.pools.len() as u32;
         self.pools
             .push(PoolSlot::new(pool, owner, self.pool_config.max_size));
