@@ -2,9 +2,11 @@
 //!
 //! A deadpool-postgres connection is a `ClientWrapper`, which does not say
 //! which socket it uses. The connect function notes the address it dialled
-//! and the `post_create` hook, which deadpool runs in the same poll right
-//! after the connect returns, files it under the wrapper's statement cache
-//! (an `Arc` that lives as long as the wrapper).
+//! in a thread-local and the `post_create` hook, which deadpool runs in the
+//! same poll right after the connect returns (so on the same thread, with
+//! no other connect in between, even on a multi-thread runtime), files it
+//! under the wrapper's statement cache (an `Arc` that lives as long as the
+//! wrapper).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -66,11 +68,18 @@ pub fn draw(rng: &mut Rng) -> Options {
 
 type Addresses = Arc<Mutex<BTreeMap<usize, SocketAddr>>>;
 
+thread_local! {
+    /// The address the connect that just returned on this thread dialled.
+    /// (One slot shared by all threads was overwritten by a connect on
+    /// another worker before the hook read it: realpg saw a handed-out
+    /// connection with no socket.)
+    static LAST_DIALLED: std::cell::Cell<Option<SocketAddr>> = const { std::cell::Cell::new(None) };
+}
+
 /// The connect function: dials the fake server and notes the address.
 struct TurmoilConnect {
     role: String,
     sockets: Sockets,
-    last_dialled: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Connect for TurmoilConnect {
@@ -86,7 +95,7 @@ impl Connect for TurmoilConnect {
     > {
         Box::pin(async move {
             let connected = connect_pg(&self.sockets, &self.role).await?;
-            *self.last_dialled.lock().unwrap() = connected.local_addr;
+            LAST_DIALLED.set(connected.local_addr);
             Ok((connected.client, connected.task))
         })
     }
@@ -119,11 +128,9 @@ impl PoolUnderTest for Deadpool {
     };
 
     fn build(setup: &Setup, options: &Options) -> Deadpool {
-        let last_dialled = Arc::new(Mutex::new(None));
         let connect = TurmoilConnect {
             role: setup.role.clone(),
             sockets: setup.sockets.clone(),
-            last_dialled: last_dialled.clone(),
         };
         let recycling_method = match options.recycling_method.as_str() {
             "verified" => RecyclingMethod::Verified,
@@ -151,7 +158,7 @@ impl PoolUnderTest for Deadpool {
             })
             .runtime(Runtime::Tokio1)
             .post_create(Hook::sync_fn(move |wrapper: &mut ClientWrapper, _| {
-                if let Some(addr) = last_dialled.lock().unwrap().take() {
+                if let Some(addr) = LAST_DIALLED.take() {
                     filed.lock().unwrap().insert(key(wrapper), addr);
                 }
                 Ok(())
