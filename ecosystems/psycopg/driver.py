@@ -5,6 +5,7 @@ the JavaScript drivers, so `cargo xtask ecosystem` reads all three alike.
 """
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -39,7 +40,7 @@ def phase(name):
 
 
 async def main():
-    version = psycopg_pool.__version__ if hasattr(psycopg_pool, "__version__") else "?"
+    version = importlib.metadata.version("psycopg-pool")
     conninfo = f"host={HOST} port={PORT} user={USER} dbname={DB} sslmode=disable"
     # ClientCursor: the simple query protocol for a query without
     # parameters, all the fake server speaks. The pool is the library's
