@@ -28,6 +28,9 @@ WORKERS = int(env("EC_WORKERS", "3"))
 FAULT_MS = int(env("EC_FAULT_MS", "3000"))
 RECOVER_MS = int(env("EC_RECOVER_MS", "3000"))
 BOUND_MS = int(env("EC_BOUND_MS", "5000"))
+IDLE_MS = int(env("EC_IDLE_MS", "0"))
+# The pool's own bound plus 2 s: the project's waiter-stalled rule.
+STALL_S = BOUND_MS / 1000 + 2
 
 
 def text(e):
@@ -56,7 +59,8 @@ async def main():
     faults, healed = phase("faults"), phase("healed")
     t0 = time.monotonic()
     heal_at = t0 + FAULT_MS / 1000 + 0.5
-    end_at = heal_at + RECOVER_MS / 1000
+    resume_at = heal_at + IDLE_MS / 1000
+    end_at = resume_at + RECOVER_MS / 1000
     last_healed = []
     try:
         # open(wait=False): a pool that cannot fill still serves waiters,
@@ -71,10 +75,13 @@ async def main():
 
     async def worker():
         while time.monotonic() < end_at:
+            if heal_at <= time.monotonic() < resume_at:
+                await asyncio.sleep(resume_at - time.monotonic())
+                continue
             ph = healed if time.monotonic() >= heal_at else faults
             ok = False
             try:
-                await asyncio.wait_for(one(), BOUND_MS / 1000)
+                await asyncio.wait_for(one(), STALL_S)
                 ph["ok"] += 1
                 ok = True
             except asyncio.TimeoutError:
@@ -89,10 +96,10 @@ async def main():
 
     await asyncio.gather(*(worker() for _ in range(WORKERS)))
     try:
-        await asyncio.wait_for(pool.close(timeout=1), BOUND_MS / 1000)
+        await asyncio.wait_for(pool.close(timeout=1), STALL_S)
         closed = "ok"
     except asyncio.TimeoutError:
-        closed = f"stalled (no answer in {BOUND_MS} ms)"
+        closed = f"stalled (no answer in {STALL_S * 1000:.0f} ms)"
     except Exception as e:  # noqa: BLE001
         closed = "error: " + text(e)
     tail = last_healed[-WORKERS:]

@@ -47,8 +47,23 @@ pub struct Args {
     /// Seed report 001's fault (Bun.SQL): ReadyForQuery, FATAL 57P01 and FIN
     /// in one write to every connect for --faults-for (default 3 s), no
     /// role limit, no idle kill, no timed faults; then healed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seed_000")]
     seed_001: bool,
+    /// Seed report 000's server fault (Hatchet): the idle-session kill
+    /// (57P05) after 1 s, met by a pool left idle for --idle-gap (default
+    /// 2 s) once a 1 s warm-up is over; no other fault. The report's LISTEN
+    /// sessions are not part of the drivers' workload.
+    #[arg(long)]
+    seed_000: bool,
+    /// Passed to serve: sessions allowed per role (0: no limit).
+    #[arg(long, value_name = "N")]
+    role_limit: Option<u32>,
+    /// Passed to serve: kill sessions idle this many seconds (0: off).
+    #[arg(long, value_name = "S")]
+    idle_timeout: Option<f64>,
+    /// At the heal, every worker pauses this many seconds (the pool idle).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    idle_gap: f64,
     /// Passed to serve: every connect of the faults phase gets this fault.
     #[arg(long, value_name = "FAULT")]
     every_connect: Option<String>,
@@ -102,6 +117,19 @@ pub fn run(mut args: Args) -> i32 {
         args.every_connect = Some("ready-then-fin".to_owned());
         args.no_timed_faults = true;
         args.faults_for.get_or_insert(3.0);
+        // The report's fault alone: the seed's other server faults off.
+        args.role_limit.get_or_insert(0);
+        args.idle_timeout.get_or_insert(0.0);
+    }
+    if args.seed_000 {
+        args.every_connect = Some("normal".to_owned());
+        args.no_timed_faults = true;
+        args.faults_for.get_or_insert(1.0);
+        args.role_limit.get_or_insert(0);
+        args.idle_timeout.get_or_insert(1.0);
+        if args.idle_gap == 0.0 {
+            args.idle_gap = 2.0;
+        }
     }
     if args.seeds.end - args.seeds.start > MAX_SEEDS {
         eprintln!(
@@ -120,6 +148,17 @@ pub fn run(mut args: Args) -> i32 {
     {
         eprintln!("error: --faults-for must be between 0 and 60 seconds");
         return 2;
+    }
+    for (what, v) in [
+        ("--idle-gap", Some(args.idle_gap)),
+        ("--idle-timeout", args.idle_timeout),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && (0.0..=60.0).contains(&v))
+        {
+            eprintln!("error: {what} must be between 0 and 60 seconds");
+            return 2;
+        }
     }
     let root = crate::project_root();
     let installed = match install(&root, args.name, &args.version) {
@@ -199,11 +238,16 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
         .faults_for
         .map(|s| (s * 1000.0) as u64)
         .unwrap_or(scenario.options.faults_ms);
+    let heal_ms = heal_at(&scenario, args, faults_ms);
     let bound_ms = (args.bound * 1000.0) as u64;
     let recover_ms = (args.recover_for * 1000.0) as u64;
-    // The driver's own phases, a last query in flight, the close, and the
-    // runtime's start; past this the driver is killed and counted stalled.
-    let driver_limit = Duration::from_millis(faults_ms + 500 + recover_ms + 2 * bound_ms + 10_000);
+    let idle_ms = (args.idle_gap * 1000.0) as u64;
+    // The driver's own phases, a last query in flight and the close (each
+    // stalled at the bound plus 2 s), and the runtime's start; past this
+    // the driver is killed and counted stalled.
+    let driver_limit = Duration::from_millis(
+        heal_ms + 500 + idle_ms + recover_ms + 2 * (bound_ms + 2_000) + 10_000,
+    );
 
     let mut serve_args: Vec<String> = vec![
         "serve".into(),
@@ -226,11 +270,13 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
     if let Some(f) = args.faults_for {
         serve_args.extend(["--faults-for".into(), format!("{f}")]);
     }
-    if args.seed_001 {
-        // The report's fault alone: the seed's other server faults off.
-        serve_args.extend(["--role-limit", "0", "--idle-timeout", "0"].map(String::from));
+    if let Some(n) = args.role_limit {
+        serve_args.extend(["--role-limit".into(), n.to_string()]);
     }
-    let faults = describe_faults(&scenario, args, faults_ms);
+    if let Some(t) = args.idle_timeout {
+        serve_args.extend(["--idle-timeout".into(), format!("{t}")]);
+    }
+    let faults = describe_faults(&scenario, args, faults_ms, heal_ms);
 
     let mut serve = Command::new(xtask)
         .args(&serve_args)
@@ -264,7 +310,8 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
         .env("PGDATABASE", "sim")
         .env("EC_MAX", max.to_string())
         .env("EC_WORKERS", (max + 1).to_string())
-        .env("EC_FAULT_MS", faults_ms.to_string())
+        .env("EC_FAULT_MS", heal_ms.to_string())
+        .env("EC_IDLE_MS", idle_ms.to_string())
         .env("EC_RECOVER_MS", recover_ms.to_string())
         .env("EC_BOUND_MS", bound_ms.to_string())
         .env("EC_PREFIX", &installed.prefix)
@@ -345,7 +392,8 @@ fn judge(r: &Value, bound: f64, outcome: &mut Vec<String>) -> (String, String) {
     let stalled = n("faults", "stalled") + n("healed", "stalled");
     if stalled > 0 {
         outcome.push(format!(
-            "waiter-stalled: {stalled} queries unanswered within {bound}s"
+            "waiter-stalled: {stalled} queries unanswered within {}s",
+            bound + 2.0
         ));
     }
     // A 53300 after the heal is the role limit (a server fault that stays),
@@ -411,7 +459,27 @@ fn judge(r: &Value, bound: f64, outcome: &mut Vec<String>) -> (String, String) {
 }
 
 /// The seed's server faults as served (after the command line's overrides).
-fn describe_faults(scenario: &NetScenario, args: &Args, faults_ms: u64) -> String {
+/// When the server is healed: the end of the faults phase, or later when a
+/// crash in it keeps the port closed past it (serve restarts the server
+/// before it heals), so queries refused by a closed port are not counted
+/// as after the heal.
+fn heal_at(scenario: &NetScenario, args: &Args, faults_ms: u64) -> u64 {
+    if args.no_timed_faults {
+        return faults_ms;
+    }
+    scenario
+        .plan
+        .events
+        .iter()
+        .filter(|e| e.at_ms < faults_ms)
+        .filter_map(|e| match e.event {
+            Event::CrashDb { for_ms } => Some(e.at_ms + for_ms),
+            _ => None,
+        })
+        .fold(faults_ms, u64::max)
+}
+
+fn describe_faults(scenario: &NetScenario, args: &Args, faults_ms: u64, heal_ms: u64) -> String {
     let o = &scenario.options;
     let mut parts = Vec::new();
     match &args.every_connect {
@@ -437,16 +505,16 @@ fn describe_faults(scenario: &NetScenario, args: &Args, faults_ms: u64) -> Strin
             }
         }
     }
-    if !args.seed_001 {
-        if o.role_conn_limit > 0 {
-            parts.push(format!("role limit {}", o.role_conn_limit));
-        }
-        if o.idle_session_timeout_ms > 0 {
-            parts.push(format!(
-                "idle kill {}",
-                print::seconds(o.idle_session_timeout_ms)
-            ));
-        }
+    let role_limit = args.role_limit.unwrap_or(o.role_conn_limit);
+    if role_limit > 0 {
+        parts.push(format!("role limit {role_limit}"));
+    }
+    let idle_ms = args
+        .idle_timeout
+        .map(|t| (t * 1000.0) as u64)
+        .unwrap_or(o.idle_session_timeout_ms);
+    if idle_ms > 0 {
+        parts.push(format!("idle kill {}", print::seconds(idle_ms)));
     }
     if !args.no_timed_faults {
         let (mut term, mut crash) = (0, 0);
@@ -475,8 +543,12 @@ fn describe_faults(scenario: &NetScenario, args: &Args, faults_ms: u64) -> Strin
         } else {
             parts.join(", ")
         },
-        print::seconds(faults_ms)
-    )
+        print::seconds(heal_ms)
+    ) + &if args.idle_gap > 0.0 {
+        format!("; pool idle {}s at the heal", args.idle_gap)
+    } else {
+        String::new()
+    }
 }
 
 /// Wall time: these are real processes on real sockets, so every bound
