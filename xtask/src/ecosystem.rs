@@ -193,9 +193,10 @@ pub fn run(mut args: Args) -> i32 {
         };
         broke |= row.outcome != "pass";
         println!(
-            "  seed {seed}: {} ({:.1}s)",
+            "  seed {seed}: {} ({:.1}s; server: {})",
             row.outcome,
-            row.took.as_secs_f64()
+            row.took.as_secs_f64(),
+            row.served
         );
         rows.push(row);
     }
@@ -227,6 +228,8 @@ struct Row {
     outcome: String,
     counts: String,
     errors: String,
+    /// Serve's count of connections, sessions and queries.
+    served: String,
     took: Duration,
 }
 
@@ -360,6 +363,12 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
         }
         Some(r) => judge(r, args.bound, &mut outcome),
     };
+    let served = serve_out
+        .iter()
+        .map(|l| l.trim())
+        .find_map(|l| l.strip_prefix("connections"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| "no summary from serve".to_owned());
     for l in serve_out.iter().map(|l| l.trim()) {
         if l.starts_with("over-capacity FAIL") || (l.starts_with("footprint") && l.contains("FAIL"))
         {
@@ -377,6 +386,7 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
         },
         counts,
         errors,
+        served,
         took: started.elapsed(),
     })
 }
@@ -459,24 +469,22 @@ fn judge(r: &Value, bound: f64, outcome: &mut Vec<String>) -> (String, String) {
 }
 
 /// The seed's server faults as served (after the command line's overrides).
-/// When the server is healed: the end of the faults phase, or later when a
-/// crash in it keeps the port closed past it (serve restarts the server
-/// before it heals), so queries refused by a closed port are not counted
-/// as after the heal.
+/// When the server is healed: the end of the faults phase, or later when
+/// crashes in it keep the port closed past it, so queries refused by a
+/// closed port are not counted as after the heal. Serve takes its timed
+/// faults one after another and sleeps through each crash before the next
+/// event, so a crash due during another starts when that one ends.
 fn heal_at(scenario: &NetScenario, args: &Args, faults_ms: u64) -> u64 {
     if args.no_timed_faults {
         return faults_ms;
     }
-    scenario
-        .plan
-        .events
-        .iter()
-        .filter(|e| e.at_ms < faults_ms)
-        .filter_map(|e| match e.event {
-            Event::CrashDb { for_ms } => Some(e.at_ms + for_ms),
-            _ => None,
-        })
-        .fold(faults_ms, u64::max)
+    let mut free_at = 0;
+    for e in scenario.plan.events.iter().filter(|e| e.at_ms < faults_ms) {
+        if let Event::CrashDb { for_ms } = e.event {
+            free_at = e.at_ms.max(free_at) + for_ms;
+        }
+    }
+    faults_ms.max(free_at)
 }
 
 fn describe_faults(scenario: &NetScenario, args: &Args, faults_ms: u64, heal_ms: u64) -> String {
