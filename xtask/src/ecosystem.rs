@@ -241,7 +241,7 @@ fn run_seed(args: &Args, installed: &Installed, xtask: &Path, seed: u64) -> Resu
         .faults_for
         .map(|s| (s * 1000.0) as u64)
         .unwrap_or(scenario.options.faults_ms);
-    let heal_ms = heal_at(&scenario, args, faults_ms);
+    let heal_ms = heal_at(&scenario, args.no_timed_faults, faults_ms);
     let bound_ms = (args.bound * 1000.0) as u64;
     let recover_ms = (args.recover_for * 1000.0) as u64;
     let idle_ms = (args.idle_gap * 1000.0) as u64;
@@ -474,8 +474,8 @@ fn judge(r: &Value, bound: f64, outcome: &mut Vec<String>) -> (String, String) {
 /// closed port are not counted as after the heal. Serve takes its timed
 /// faults one after another and sleeps through each crash before the next
 /// event, so a crash due during another starts when that one ends.
-fn heal_at(scenario: &NetScenario, args: &Args, faults_ms: u64) -> u64 {
-    if args.no_timed_faults {
+fn heal_at(scenario: &NetScenario, no_timed_faults: bool, faults_ms: u64) -> u64 {
+    if no_timed_faults {
         return faults_ms;
     }
     let mut free_at = 0;
@@ -817,5 +817,79 @@ fn install(root: &Path, eco: Eco, version: &str) -> Result<Installed, String> {
                 prefix,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pool_netsim::plan::TimedEvent;
+
+    #[test]
+    fn a_crash_due_during_another_starts_when_it_ends() {
+        let mut scenario = NetScenario::draw(0, PoolKind::PoolTokio);
+        scenario.plan.events = vec![
+            TimedEvent {
+                at_ms: 1_000,
+                event: Event::CrashDb { for_ms: 3_000 },
+            },
+            TimedEvent {
+                at_ms: 2_000,
+                event: Event::CrashDb { for_ms: 3_000 },
+            },
+            // After the faults phase: serve never fires it.
+            TimedEvent {
+                at_ms: 6_000,
+                event: Event::CrashDb { for_ms: 9_000 },
+            },
+        ];
+        // Serve: the first crash 1..4 s, the second 4..7 s, heal at 7 s.
+        assert_eq!(heal_at(&scenario, false, 5_000), 7_000);
+        assert_eq!(heal_at(&scenario, true, 5_000), 5_000);
+        scenario.plan.events.clear();
+        assert_eq!(heal_at(&scenario, false, 5_000), 5_000);
+    }
+
+    fn result(healed_errors: Value, recovered: bool, closed: &str) -> Value {
+        serde_json::json!({
+            "faults": {"ok": 0, "failed": 3, "stalled": 0, "errors": {"x": 3}},
+            "healed": {"ok": 1, "failed": 2, "stalled": 0, "errors": healed_errors},
+            "poolErrors": {},
+            "closed": closed,
+            "recovered": recovered,
+        })
+    }
+
+    #[test]
+    fn a_wedged_pool_is_ghost_idle_not_recovered_and_close_stalled() {
+        let mut outcome = Vec::new();
+        let r = result(
+            serde_json::json!({"connection must be a PostgresSQLConnection": 2}),
+            false,
+            "stalled (no answer in 7000 ms)",
+        );
+        let (counts, errors) = judge(&r, 5.0, &mut outcome);
+        assert_eq!(
+            outcome,
+            vec![
+                "ghost-idle: 2 of 3 queries failed after the heal",
+                "not recovered",
+                "close stalled (no answer in 7000 ms)"
+            ]
+        );
+        assert_eq!(counts, "0/3/0; 1/2/0");
+        assert!(errors.starts_with("\"x\" ×3"), "{errors}");
+    }
+
+    #[test]
+    fn a_role_limit_refusal_after_the_heal_is_not_a_ghost() {
+        let mut outcome = Vec::new();
+        let r = result(
+            serde_json::json!({"too many connections for role \"proc0\"": 2}),
+            true,
+            "ok",
+        );
+        judge(&r, 5.0, &mut outcome);
+        assert!(outcome.is_empty(), "{outcome:?}");
     }
 }
