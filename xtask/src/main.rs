@@ -8,6 +8,7 @@ mod bench;
 mod ci;
 mod compare;
 mod conformance;
+mod ecosystem;
 mod explore;
 mod fuzz;
 mod hunt;
@@ -60,6 +61,7 @@ enum Command {
     Serve(serve::Args),
     Conformance(conformance::Args),
     Realpg(realpg::Args),
+    Ecosystem(ecosystem::Args),
     Ci(ci::Args),
 }
 
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::Realpg(args) => realpg::run(args),
+        Command::Ecosystem(args) => ecosystem::run(args),
         Command::Ci(args) => ci::run(args),
     };
     ExitCode::from(code as u8)

@@ -1022,8 +1022,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Conn<S>, role: Str
                     .close(CloseReason::ClientTerminate, BytesMut::new())
                     .await;
             }
+            // Flush: PostgreSQL answers nothing (it only pushes out what
+            // it has buffered, and the fake writes every reply at once), in
+            // or out of an extended batch. Bun.SQL 1.3.13 sends one after
+            // an idle-session kill (`cargo xtask ecosystem bun --version
+            // 1.3.13 --seed-000`); an error here failed its queries, which
+            // no real server does.
+            Event::Message(Frontend::Other { tag: b'H', .. }) => {}
             Event::Message(Frontend::Other { tag, .. }) => {
-                let extended = matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H');
+                let extended = matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C');
                 if !skipping_to_sync {
                     Backend::error(
                         Severity::Error,

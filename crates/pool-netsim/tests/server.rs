@@ -649,3 +649,52 @@ fn a_seeded_plan_replays_identically() {
     // The seed exercises every fault.
     assert_eq!(expected_faults.len(), 3, "{expected_faults:?}");
 }
+
+#[test]
+fn flush_gets_no_answer_and_the_next_query_runs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = Server::new(ServerConfig::default());
+    let mut sim = sim(31);
+    start_db(&mut sim, &server);
+    sim.client("raw", async move {
+        let mut stream = TcpStream::connect(("db", 5432)).await?;
+        let mut body = Vec::new();
+        body.extend_from_slice(&196_608i32.to_be_bytes());
+        body.extend_from_slice(b"user\0raw\0\0");
+        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&body);
+        stream.write_all(&packet).await?;
+        // Reads whole messages until a ReadyForQuery; returns their tags.
+        async fn until_ready(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+            let mut tags = Vec::new();
+            loop {
+                let mut head = [0u8; 5];
+                stream.read_exact(&mut head).await?;
+                let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                let mut rest = vec![0u8; len - 4];
+                stream.read_exact(&mut rest).await?;
+                tags.push(head[0]);
+                if head[0] == b'Z' {
+                    return Ok(tags);
+                }
+            }
+        }
+        until_ready(&mut stream).await?;
+        // Flush (`H`, no body) then a simple query, in one write as Bun.SQL
+        // 1.3.13 may send them: the query's answer must come first, with no
+        // ErrorResponse for the Flush.
+        let mut msgs = vec![b'H', 0, 0, 0, 4];
+        let sql = b"SELECT 1\0";
+        msgs.push(b'Q');
+        msgs.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+        msgs.extend_from_slice(sql);
+        stream.write_all(&msgs).await?;
+        assert_eq!(
+            until_ready(&mut stream).await?,
+            vec![b'T', b'D', b'C', b'Z']
+        );
+        Ok(())
+    });
+    sim.run().unwrap();
+}
