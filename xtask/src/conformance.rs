@@ -60,23 +60,11 @@ const ROLE_LIMITED: &str = "conf_limited";
 pub fn run(args: Args) -> i32 {
     #[allow(clippy::disallowed_methods)] // wall time, reported only
     let started = std::time::Instant::now();
-    println!("conformance: starting a throwaway PostgreSQL cluster");
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: cannot start PostgreSQL: {e}");
-            return 1;
-        }
+    let Some(cluster) = PgCluster::start_for("conformance") else {
+        return 1;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start a tokio runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = crate::tokio_runtime(None) else {
+        return 1;
     };
     let code = runtime.block_on(async {
         tokio::select! {

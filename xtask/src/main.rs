@@ -127,3 +127,23 @@ fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {
         Err(format!("cargo install {krate} failed"))
     }
 }
+
+/// A tokio runtime for a command that talks to real sockets: one thread, or
+/// `workers` threads. `None` (the error printed) if it cannot be built.
+fn tokio_runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start a tokio runtime: {e}");
+            None
+        }
+    }
+}

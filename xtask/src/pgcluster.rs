@@ -34,6 +34,15 @@ impl fmt::Debug for PgCluster {
 }
 
 impl PgCluster {
+    /// [`PgCluster::start`] for `command`: says what it does, and prints
+    /// why if it cannot (`None`).
+    pub fn start_for(command: &str) -> Option<PgCluster> {
+        println!("{command}: starting a throwaway PostgreSQL cluster");
+        PgCluster::start()
+            .inspect_err(|e| eprintln!("error: cannot start PostgreSQL: {e}"))
+            .ok()
+    }
+
     /// initdb, configure and start a cluster on `127.0.0.1:<free port>`.
     /// The error says exactly which step failed and why.
     pub fn start() -> Result<PgCluster, String> {

@@ -61,24 +61,11 @@ pub fn run(args: Args) -> i32 {
     };
     #[allow(clippy::disallowed_methods)] // wall time, reported only
     let started = std::time::Instant::now();
-    println!("realpg: starting a throwaway PostgreSQL cluster");
-    let cluster = match PgCluster::start() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: cannot start PostgreSQL: {e}");
-            return 1;
-        }
+    let Some(cluster) = PgCluster::start_for("realpg") else {
+        return 1;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start a tokio runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = crate::tokio_runtime(Some(2)) else {
+        return 1;
     };
     let code = runtime.block_on(async {
         tokio::select! {

@@ -187,15 +187,8 @@ pub fn run(args: Args) -> i32 {
             .unwrap_or_default()
     );
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start a tokio runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = crate::tokio_runtime(None) else {
+        return 1;
     };
     let faults_until = Duration::from_millis(options.faults_ms);
     let stopped_by = runtime.block_on(drive(&host, events, faults_until, args.for_secs));
