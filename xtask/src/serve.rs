@@ -6,7 +6,7 @@ use std::time::Duration;
 use pool_netsim::loopback::LoopbackHost;
 use pool_netsim::plan::{Event, NetScenario};
 use pool_netsim::under_test::PoolKind;
-use pool_netsim::{ConnectFault, FaultKind, Server, ServerConfig};
+use pool_netsim::{ConnectFault, FaultKind, Server};
 
 use crate::print;
 
@@ -108,12 +108,7 @@ pub fn run(args: Args) -> i32 {
         return 2;
     }
     let server = Server::with_plan(
-        ServerConfig {
-            role_conn_limit: options.role_conn_limit as usize,
-            idle_session_timeout: (options.idle_session_timeout_ms > 0)
-                .then(|| Duration::from_millis(options.idle_session_timeout_ms)),
-            ..ServerConfig::default()
-        },
+        options.server_config(),
         plan_by_role(&scenario, args.every_connect),
     );
     let host = match LoopbackHost::start(server.clone(), args.port) {

@@ -32,7 +32,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::adapters::{bb8::Bb8, deadpool::Deadpool, pool_tokio::PoolTokio};
 use crate::plan::{Event, GET_TIMEOUT_MS, NetScenario};
-use crate::server::{ConnectFault, Phase, Server, ServerConfig};
+use crate::server::{ConnectFault, Phase, Server};
 use crate::socket::Sockets;
 use crate::under_test::{PoolKind, PoolOptions, PoolUnderTest, Setup};
 
@@ -220,24 +220,16 @@ fn drive<P: PoolUnderTest>(scenario: &NetScenario, pool_options: &P::Options) ->
         .build();
     let planned = scenario.plan.connect_faults();
     let mut connects_seen: BTreeMap<String, u32> = BTreeMap::new();
-    let server = Server::with_plan(
-        ServerConfig {
-            role_conn_limit: options.role_conn_limit as usize,
-            idle_session_timeout: (options.idle_session_timeout_ms > 0)
-                .then(|| Duration::from_millis(options.idle_session_timeout_ms)),
-            ..ServerConfig::default()
-        },
-        move |info| {
-            let nth = connects_seen.entry(info.role.clone()).or_default();
-            let process = info.role.strip_prefix("proc").and_then(|p| p.parse().ok());
-            let fault = process
-                .and_then(|p| planned.get(&(p, *nth)))
-                .copied()
-                .unwrap_or(ConnectFault::Normal);
-            *nth += 1;
-            fault
-        },
-    );
+    let server = Server::with_plan(options.server_config(), move |info| {
+        let nth = connects_seen.entry(info.role.clone()).or_default();
+        let process = info.role.strip_prefix("proc").and_then(|p| p.parse().ok());
+        let fault = process
+            .and_then(|p| planned.get(&(p, *nth)))
+            .copied()
+            .unwrap_or(ConnectFault::Normal);
+        *nth += 1;
+        fault
+    });
     let db = server.clone();
     sim.host("db", move || db.clone().run());
     let hub = SharedHub(Arc::new(Mutex::new(Hub {

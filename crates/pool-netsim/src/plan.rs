@@ -175,6 +175,16 @@ impl NetScenario {
 }
 
 impl NetOptions {
+    /// The server's side of these options: the role limit and the idle kill.
+    pub fn server_config(&self) -> crate::server::ServerConfig {
+        crate::server::ServerConfig {
+            role_conn_limit: self.role_conn_limit as usize,
+            idle_session_timeout: (self.idle_session_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.idle_session_timeout_ms)),
+            ..crate::server::ServerConfig::default()
+        }
+    }
+
     pub fn draw(rng: &mut Rng) -> NetOptions {
         let max_size = rng.range(1, 4) as usize;
         NetOptions {

@@ -382,7 +382,7 @@ pub fn explore<P: SimPool>(
                             found: Some(Found {
                                 steps: path_to(&nodes, *id, Some(step.clone())),
                                 invariant: None,
-                                detail: panic_message(payload.as_ref()),
+                                detail: crate::run::panic_message(payload.as_ref()),
                                 in_liveness: false,
                             }),
                             stopped: false,
@@ -524,7 +524,7 @@ fn liveness<P: SimPool>(
         w.finish(healer.end());
     }));
     Ok(match result {
-        Err(payload) => Some((None, panic_message(payload.as_ref()))),
+        Err(payload) => Some((None, crate::run::panic_message(payload.as_ref()))),
         Ok(()) => w.violation().map(|v| (Some(v.invariant), v.to_string())),
     })
 }
@@ -716,14 +716,4 @@ pub fn scenario_of(
     let resolved = vec![Target::World; found.steps.len()];
     scenario.mark_skips(resolved.iter());
     scenario
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
 }
